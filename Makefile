@@ -1,0 +1,79 @@
+# boundary-celery developer tasks. `make` (or `make help`) lists them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k settings -x"`.
+PYTEST_ARGS ?=
+
+.PHONY: help install install-dev lint test demo bench clean redis stop-redis
+
+help: ## List the targets
+	@echo "boundary-celery make targets:"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+# --- environments -------------------------------------------------------------------------
+
+$(VENV)/.installed-dev: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-bench: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv with the runtime dependencies
+
+install-dev: $(VENV)/.installed-dev ## Create .venv with the development dependencies
+
+# --- checks -------------------------------------------------------------------------------
+
+lint: $(VENV)/.installed-dev ## ruff check + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# Finds (or starts) a Redis, runs pytest against it, then stops the private Redis whatever
+# happened. pytest's exit code is the target's; 5 ("no tests collected") counts as failure.
+test: lint ## Lint, then run the test suite against a Redis (scripts/ensure_redis.sh)
+	@trap 'bash scripts/stop_private_redis.sh' EXIT; \
+	trap 'exit 130' INT TERM; \
+	REDIS_URL_FOR_TESTS="$$(bash scripts/ensure_redis.sh | tail -n 1)"; \
+	if [ -z "$$REDIS_URL_FOR_TESTS" ]; then echo "make test: no Redis for the tests" >&2; exit 1; fi; \
+	echo "make test: BOUNDARY_TEST_REDIS_URL=$$REDIS_URL_FOR_TESTS"; \
+	rc=0; \
+	BOUNDARY_TEST_REDIS_URL="$$REDIS_URL_FOR_TESTS" $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
+	if [ "$$rc" -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	exit $$rc
+
+redis: ## Print the Redis URL the tests would use (may start a private one)
+	@bash scripts/ensure_redis.sh
+
+stop-redis: ## Stop the private Redis started by `make redis` / `make test`
+	@bash scripts/stop_private_redis.sh
+
+# --- running ------------------------------------------------------------------------------
+
+demo: $(VENV)/.installed ## Run the demo (examples/demo.py)
+	$(PY) -m examples.demo
+
+bench: $(VENV)/.installed-bench ## Run the benchmarks
+	$(PY) -m benchmarks
+
+clean: ## Remove .venv, caches and the private Redis state
+	-@bash scripts/stop_private_redis.sh 2>/dev/null
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .redis-test *.egg-info build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,52 @@
+"""boundary-celery: Boundary background-job semantics for Celery on Redis.
+
+Public surface::
+
+    import boundary_celery
+    from boundary_celery import boundary_job
+
+    jobs = boundary_celery.install(app)
+
+    @boundary_job(queue="emails", priority="high", max_retries=5)
+    def send_email(to: str, subject: str) -> dict: ...
+"""
+
+from boundary_celery.core.errors import (
+    InvalidTransitionError,
+    JobValidationError,
+    NoHandlerError,
+    PoisonMessageError,
+    UnknownTenantError,
+)
+from boundary_celery.core.job import Job, JobResult, JobStatus
+from boundary_celery.core.priority import Priority
+from boundary_celery.core.retry import BackoffStrategy, RetryPolicy
+from boundary_celery.settings import BoundarySettings, load_settings
+from boundary_celery.shell.context import JobContext, current_job, current_tenant
+from boundary_celery.shell.install import install, jobs_of
+from boundary_celery.shell.jobs import Jobs
+from boundary_celery.shell.task import BoundaryTask, boundary_job
+
+__all__ = [
+    "BackoffStrategy",
+    "BoundarySettings",
+    "BoundaryTask",
+    "InvalidTransitionError",
+    "Job",
+    "JobContext",
+    "JobResult",
+    "JobStatus",
+    "JobValidationError",
+    "Jobs",
+    "NoHandlerError",
+    "PoisonMessageError",
+    "Priority",
+    "RetryPolicy",
+    "UnknownTenantError",
+    "boundary_job",
+    "current_job",
+    "current_tenant",
+    "install",
+    "jobs_of",
+    "load_settings",
+]

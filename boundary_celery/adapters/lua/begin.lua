@@ -1,0 +1,21 @@
+-- Mark a delivered job running, unless this delivery must not run.
+-- KEYS: 1 job record
+-- ARGV: 1 now ms, 2 worker name, 3 retry count carried by the message,
+--       then field/value pairs used only when no record exists.
+-- Returns 'ok', or the reason to skip: 'completed', 'cancelled' or 'stale'
+-- (the record already moved past this message's attempt: a duplicate delivery).
+local cur = redis.call('HMGET', KEYS[1], 'status', 'retry_count')
+local status, rc = cur[1], tonumber(cur[2])
+if status == 'completed' or status == 'cancelled' then
+  return status
+end
+if rc and rc > tonumber(ARGV[3]) then
+  return 'stale'
+end
+if not status and #ARGV > 3 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1],
+           'updated_at', ARGV[1], 'worker', ARGV[2], 'retry_count', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+return 'ok'

@@ -1,0 +1,25 @@
+-- Move a job to the dead letter queue, keeping the DLQ bounded.
+-- KEYS: 1 job record, 2 DLQ zset, 3 queue stats hash, 4 queue-names set
+-- ARGV: 1 now ms, 2 job id, 3 duration ms ('' = not run), 4 max DLQ size,
+--       5 oldest score kept, 6 record key prefix, 7 queue name,
+--       then field/value pairs to set on the record.
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('PERSIST', KEYS[1])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[7])
+redis.call('HINCRBY', KEYS[3], 'failed', 1)
+if ARGV[3] ~= '' then
+  redis.call('HINCRBYFLOAT', KEYS[3], 'duration_ms', ARGV[3])
+end
+local function drop(ids)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('DEL', ARGV[6] .. id)
+  end
+end
+drop(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5]))
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if excess > 0 then
+  drop(redis.call('ZRANGE', KEYS[2], 0, excess - 1))
+end
+return 1

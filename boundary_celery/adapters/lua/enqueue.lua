@@ -1,0 +1,25 @@
+-- Publish one job message and write its record in one atomic step.
+-- KEYS: 1 target list (queue + priority step), 2 job record, 3 scheduled zset,
+--       4 scheduled payload hash, 5 queue-names set, 6 queue stats hash
+-- ARGV: 1 message, 2 due ms ('' = now), 3 job id, 4 queue name,
+--       5 counter field to bump in KEYS[6] ('' = none),
+--       6 n = number of record fields to delete, 7..6+n their names,
+--       then field/value pairs to set on the record.
+if ARGV[2] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+  redis.call('HSET', KEYS[4], ARGV[3], KEYS[1] .. '\n' .. ARGV[1])
+else
+  redis.call('LPUSH', KEYS[1], ARGV[1])
+end
+local ndel = tonumber(ARGV[6])
+if ndel > 0 then
+  redis.call('HDEL', KEYS[2], unpack(ARGV, 7, 6 + ndel))
+end
+if #ARGV > 6 + ndel then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 7 + ndel))
+end
+redis.call('SADD', KEYS[5], ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('HINCRBY', KEYS[6], ARGV[5], 1)
+end
+return 1

@@ -1,0 +1,78 @@
+"""Redis key names, all under one configurable prefix, and the kombu list names.
+
+Broker lists are kombu's own: a queue's most urgent level is the bare queue name and
+every other level is ``queue + SEP + step`` (kombu Redis transport priority steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: kombu's Redis separator between a queue name and its priority step.
+SEP = "\x06\x16"
+#: One kombu priority step per Boundary level: critical=0 ... bulk=4.
+PRIORITY_STEPS: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+
+def list_key(queue: str, step: int) -> str:
+    """The kombu Redis list holding ``queue``'s messages of priority ``step``."""
+    return f"{queue}{SEP}{step}" if step else queue
+
+
+def list_keys(queue: str) -> list[str]:
+    """Every level's list for ``queue``, most urgent first."""
+    return [list_key(queue, step) for step in PRIORITY_STEPS]
+
+
+def queue_of_list(key: str) -> str:
+    """The queue name a kombu list key belongs to."""
+    return key.rsplit(SEP, 1)[0]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Names of every key boundary-celery writes besides the broker lists."""
+
+    prefix: str = "boundary"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    @property
+    def job_prefix(self) -> str:
+        return f"{self.prefix}:job:"
+
+    @property
+    def scheduled(self) -> str:
+        return f"{self.prefix}:scheduled"
+
+    @property
+    def scheduled_messages(self) -> str:
+        return f"{self.prefix}:scheduled:msg"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}:dlq"
+
+    @property
+    def queues(self) -> str:
+        return f"{self.prefix}:queues"
+
+    def queue_stats(self, queue: str) -> str:
+        return f"{self.prefix}:stats:{queue}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    @property
+    def unacked(self) -> str:
+        return f"{self.prefix}:unacked"
+
+    @property
+    def unacked_index(self) -> str:
+        return f"{self.prefix}:unacked_index"
+
+    @property
+    def unacked_mutex(self) -> str:
+        return f"{self.prefix}:unacked_mutex"

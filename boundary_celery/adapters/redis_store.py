@@ -1,0 +1,325 @@
+"""The Redis job store: job records, the DLQ, the scheduled set, counters, heartbeats.
+
+Every state change is one Lua script call (one round trip, atomic). Reads are plain
+commands, pipelined where several are needed. The store decides nothing: callers pass
+the already-decided fields (the shell asks the core first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+
+from boundary_celery.adapters.redis_keys import Keys, list_keys
+from boundary_celery.adapters.redis_records import flatten, record_extras, record_to_job
+from boundary_celery.core.job import Job
+
+Arg = str | int | float
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script run by SHA, loaded on first use on each server."""
+
+    name: str
+    source: str
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+    def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)
+
+
+@cache
+def script(name: str) -> Script:
+    """The packaged Lua script ``name`` (``adapters/lua/<name>.lua``)."""
+    source = resources.files("boundary_celery.adapters").joinpath(f"lua/{name}.lua").read_text()
+    return Script(name, source)
+
+
+def enqueue_keys(keys: Keys, target_list: str, job_id: str, queue: str) -> list[str]:
+    """KEYS of ``enqueue.lua`` for one message."""
+    return [
+        target_list,
+        keys.job(job_id),
+        keys.scheduled,
+        keys.scheduled_messages,
+        keys.queues,
+        keys.queue_stats(queue),
+    ]
+
+
+def enqueue_args(
+    message: str,
+    job_id: str,
+    queue: str,
+    *,
+    due_ms: int | None = None,
+    counter: str = "",
+    delete: Sequence[str] = (),
+    fields: Sequence[Arg] = (),
+) -> list[Arg]:
+    """ARGV of ``enqueue.lua``."""
+    due = "" if due_ms is None else str(due_ms)
+    return [message, due, job_id, queue, counter, len(delete), *delete, *fields]
+
+
+def dead_letter_with(
+    client: Any,
+    keys: Keys,
+    job_id: str,
+    queue: str,
+    now_ms: int,
+    fields: Mapping[str, Arg],
+    *,
+    duration_ms: float | None,
+    max_size: int,
+    max_age_ms: int,
+) -> None:
+    """Run ``dead_letter.lua`` on ``client`` (shared by the store and the transport)."""
+    script("dead_letter")(
+        client,
+        [keys.job(job_id), keys.dlq, keys.queue_stats(queue), keys.queues],
+        [
+            now_ms,
+            job_id,
+            "" if duration_ms is None else round(duration_ms, 3),
+            max_size,
+            now_ms - max_age_ms,
+            keys.job_prefix,
+            queue,
+            *flatten(fields),
+        ],
+    )
+
+
+class RedisJobStore:
+    """Job records and everything around them, in one Redis database.
+
+    The redis client is created lazily per process, so a store built before a
+    prefork worker forks is safe to use in its children.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "boundary",
+        completed_ttl_s: int = 7 * 24 * 3600,
+        dlq_max_size: int = 10_000,
+        dlq_max_age_days: int = 180,
+        max_connections: int = 20,
+        socket_timeout_s: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.keys = Keys(prefix)
+        self.completed_ttl_s = completed_ttl_s
+        self.dlq_max_size = dlq_max_size
+        self.dlq_max_age_ms = dlq_max_age_days * 24 * 3600 * 1000
+        self.max_connections = max_connections
+        self.socket_timeout_s = socket_timeout_s
+        self._client: redis.Redis | None = None
+        self._pid = 0
+
+    @property
+    def client(self) -> redis.Redis:
+        """This process's client (recreated after a fork)."""
+        if self._client is None or self._pid != os.getpid():
+            self._client = redis.Redis.from_url(
+                self.url,
+                decode_responses=True,
+                max_connections=self.max_connections,
+                socket_timeout=self.socket_timeout_s,
+                health_check_interval=30,
+            )
+            self._pid = os.getpid()
+        return self._client
+
+    # -- writes -----------------------------------------------------------------------
+
+    def enqueue_message(
+        self,
+        target_list: str,
+        message: str,
+        job_id: str,
+        queue: str,
+        *,
+        due_ms: int | None = None,
+        counter: str = "",
+        delete: Sequence[str] = (),
+        fields: Sequence[Arg] = (),
+        client: Any = None,
+    ) -> None:
+        """Push (or schedule) a serialized broker message and update its record."""
+        script("enqueue")(
+            client or self.client,
+            enqueue_keys(self.keys, target_list, job_id, queue),
+            enqueue_args(
+                message, job_id, queue, due_ms=due_ms, counter=counter, delete=delete,
+                fields=fields,
+            ),
+        )
+
+    def begin(
+        self, job_id: str, now_ms: int, worker: str, retry_count: int, create: Sequence[Arg] = ()
+    ) -> str:
+        """Mark a delivery running; returns ``ok`` or why it must be skipped."""
+        return str(
+            script("begin")(
+                self.client, [self.keys.job(job_id)], [now_ms, worker, retry_count, *create]
+            )
+        )
+
+    def complete(
+        self, job_id: str, queue: str, result_json: str, now_ms: int, duration_ms: float
+    ) -> None:
+        """Record a success, count it and let the record expire after the TTL."""
+        script("complete")(
+            self.client,
+            [self.keys.job(job_id), self.keys.queue_stats(queue)],
+            [now_ms, result_json, round(duration_ms, 3), self.completed_ttl_s],
+        )
+
+    def dead_letter(
+        self,
+        job_id: str,
+        queue: str,
+        now_ms: int,
+        fields: Mapping[str, Arg],
+        duration_ms: float | None = None,
+    ) -> None:
+        """Put a failed job in the DLQ with its final fields; trims the DLQ to its bounds."""
+        dead_letter_with(
+            self.client, self.keys, job_id, queue, now_ms, fields,
+            duration_ms=duration_ms, max_size=self.dlq_max_size, max_age_ms=self.dlq_max_age_ms,
+        )
+
+    def update(self, job_id: str, fields: dict[str, Arg]) -> None:
+        """Set fields on an existing record."""
+        self.client.hset(self.keys.job(job_id), mapping=dict(fields))  # type: ignore[arg-type]
+
+    def move_due(self, now_ms: int, batch: int = 500) -> int:
+        """Publish up to ``batch`` due scheduled messages; returns how many moved."""
+        k = self.keys
+        return int(
+            script("move_due")(
+                self.client, [k.scheduled, k.scheduled_messages], [now_ms, batch, k.job_prefix]
+            )
+        )
+
+    def take_from_dlq(self, job_id: str) -> bool:
+        """Remove a job from the DLQ (before re-queueing it); False if it was not there."""
+        return bool(self.client.zrem(self.keys.dlq, job_id))
+
+    def purge_dlq(self, job_id: str | None = None) -> int:
+        """Delete one DLQ job (and its record), or all of them; returns how many."""
+        k = self.keys
+        ids = [job_id] if job_id else list(self.client.zrange(k.dlq, 0, -1))
+        removed = 0
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start : chunk_start + 500]
+            pipe = self.client.pipeline()
+            for jid in chunk:
+                pipe.zrem(k.dlq, jid)
+            results = pipe.execute()
+            gone = [jid for jid, hit in zip(chunk, results, strict=True) if hit]
+            if gone:
+                self.client.delete(*(k.job(jid) for jid in gone))
+            removed += len(gone)
+        return removed
+
+    def heartbeat(self, worker: str, now_ms: int, ttl_ms: int) -> None:
+        """Say ``worker`` is alive now; forget workers silent for longer than ``ttl_ms``."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(self.keys.workers, {worker: now_ms})
+        pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms - ttl_ms)
+        pipe.execute()
+
+    def worker_gone(self, worker: str) -> None:
+        """Forget a worker that stopped cleanly."""
+        self.client.zrem(self.keys.workers, worker)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def record(self, job_id: str) -> dict[str, str]:
+        """The raw record (empty when unknown)."""
+        return dict(self.client.hgetall(self.keys.job(job_id)))
+
+    def find_job(self, job_id: str) -> Job | None:
+        """The job with ``job_id``, or None."""
+        rec = self.record(job_id)
+        return record_to_job(rec) if rec else None
+
+    def find_job_with_extras(self, job_id: str) -> tuple[Job, dict[str, Any]] | None:
+        """The job and its store-only fields (attempts, worker)."""
+        rec = self.record(job_id)
+        return (record_to_job(rec), record_extras(rec)) if rec else None
+
+    def failed_job_ids(self, limit: int = 20) -> list[str]:
+        """DLQ job ids, newest first."""
+        return list(self.client.zrevrange(self.keys.dlq, 0, max(limit, 1) - 1))
+
+    def failed_jobs(self, limit: int = 20) -> list[Job]:
+        """DLQ jobs, newest first."""
+        ids = self.failed_job_ids(limit)
+        pipe = self.client.pipeline(transaction=False)
+        for jid in ids:
+            pipe.hgetall(self.keys.job(jid))
+        return [record_to_job(rec) for rec in pipe.execute() if rec]
+
+    def dlq_size(self) -> int:
+        return int(self.client.zcard(self.keys.dlq))
+
+    def scheduled_count(self) -> int:
+        return int(self.client.zcard(self.keys.scheduled))
+
+    def scheduled_ids(self, limit: int = 50) -> list[tuple[str, int]]:
+        """The next scheduled job ids with their due time (ms), soonest first."""
+        rows = self.client.zrange(self.keys.scheduled, 0, max(limit, 1) - 1, withscores=True)
+        return [(jid, int(score)) for jid, score in rows]
+
+    def scheduler_lag_ms(self, now_ms: int) -> float:
+        """How overdue the oldest due scheduled job is (0 when none is due)."""
+        rows = self.client.zrange(self.keys.scheduled, 0, 0, withscores=True)
+        if not rows:
+            return 0.0
+        return float(max(0, now_ms - int(rows[0][1])))
+
+    def list_queues(self) -> list[str]:
+        return sorted(self.client.smembers(self.keys.queues))
+
+    def queue_counters(self, queues: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Durable counters per queue: succeeded, failed, retried, duration_ms."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            pipe.hgetall(self.keys.queue_stats(q))
+        out: dict[str, dict[str, float]] = {}
+        for q, raw in zip(queues, pipe.execute(), strict=True):
+            out[q] = {name: float(raw.get(name, 0)) for name in
+                      ("succeeded", "failed", "retried", "duration_ms")}
+        return out
+
+    def queue_depths(self, queues: Sequence[str]) -> dict[str, list[int]]:
+        """Waiting messages per queue, one count per priority level (critical first)."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            for key in list_keys(q):
+                pipe.llen(key)
+        counts = pipe.execute()
+        n = len(list_keys("x"))
+        return {q: counts[i * n : (i + 1) * n] for i, q in enumerate(queues)}
+
+    def active_workers(self, now_ms: int, window_ms: int) -> int:
+        return int(self.client.zcount(self.keys.workers, now_ms - window_ms, "+inf"))

@@ -1,0 +1,74 @@
+"""Core error types and the pydantic base model that turns validation failures into them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class JobValidationError(ValueError):
+    """An input failed validation; names the offending field, its value and the reason."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(field, value, reason)
+        self.field = field
+        self.value = value
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"invalid {self.field}: {self.value!r} ({self.reason})"
+
+
+class NoHandlerError(Exception):
+    """No handler is registered for a job type."""
+
+
+class UnknownTenantError(Exception):
+    """The job names a tenant the tenant hook does not know."""
+
+
+class PoisonMessageError(Exception):
+    """A message could not be decoded or validated."""
+
+
+class InvalidTransitionError(Exception):
+    """A status transition that the transition table does not allow."""
+
+    def __init__(self, from_status: object, to_status: object) -> None:
+        super().__init__(from_status, to_status)
+        self.from_status = str(getattr(from_status, "value", from_status))
+        self.to_status = str(getattr(to_status, "value", to_status))
+
+    def __str__(self) -> str:
+        return f"invalid transition: {self.from_status} -> {self.to_status}"
+
+
+_REASONS = {"extra_forbidden": "unknown field", "missing": "required"}
+
+
+def from_validation_error(exc: ValidationError) -> JobValidationError:
+    """Convert the first pydantic error into a JobValidationError (field = first loc element)."""
+    err = exc.errors()[0]
+    ctx = err.get("ctx") or {}
+    inner = ctx.get("error")
+    if isinstance(inner, JobValidationError):
+        return inner
+    loc = err.get("loc") or ()
+    field = str(loc[0]) if loc else exc.title
+    kind = err.get("type", "")
+    value = None if kind == "missing" else err.get("input")
+    reason = _REASONS.get(kind, str(err.get("msg", kind)).removeprefix("Value error, "))
+    return JobValidationError(field, value, reason)
+
+
+class CoreModel(BaseModel):
+    """Base model: unknown fields are rejected, failures raise JobValidationError."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise from_validation_error(exc) from None

@@ -1,0 +1,90 @@
+"""The five priority levels, their urgency order, aliases and the Celery integer mapping."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from boundary_celery.core.errors import JobValidationError
+
+_PRIORITY_REASON = (
+    "expected one of critical, high, normal, low, bulk (or default) or a Celery integer 0-9"
+)
+
+
+class Priority(StrEnum):
+    """Job priority; ordering (``<``, ``sorted``) is by urgency, critical first."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+    BULK = "bulk"
+
+    @property
+    def rank(self) -> int:
+        """0 for critical ... 4 for bulk (0 = most urgent; also the kombu Redis priority step)."""
+        return _RANKS[self]
+
+    def __lt__(self, other: str) -> bool:
+        if isinstance(other, Priority):
+            return self.rank < other.rank
+        return NotImplemented
+
+    def __le__(self, other: str) -> bool:
+        if isinstance(other, Priority):
+            return self.rank <= other.rank
+        return NotImplemented
+
+    def __gt__(self, other: str) -> bool:
+        if isinstance(other, Priority):
+            return self.rank > other.rank
+        return NotImplemented
+
+    def __ge__(self, other: str) -> bool:
+        if isinstance(other, Priority):
+            return self.rank >= other.rank
+        return NotImplemented
+
+    @classmethod
+    def ordered(cls) -> list[Priority]:
+        """All levels, most urgent first."""
+        return sorted(cls, key=lambda p: p.rank)
+
+    @classmethod
+    def from_rank(cls, rank: int) -> Priority:
+        """The level with the given rank (0..4)."""
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank <= 4:
+            raise JobValidationError("priority", rank, "expected a rank 0-4")
+        return cls.ordered()[rank]
+
+    @classmethod
+    def from_celery(cls, n: int) -> Priority:
+        """Map a Celery-on-Redis integer (0 = most urgent) to a level: pairs 0-1 ... 8-9."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 9:
+            raise JobValidationError("priority", n, _PRIORITY_REASON)
+        return cls.ordered()[n // 2]
+
+    @classmethod
+    def parse(cls, value: Priority | str | int | None) -> Priority:
+        """Parse a level name (case-insensitive, ``default`` = normal), a Celery int or None."""
+        if value is None:
+            return DEFAULT_PRIORITY
+        if isinstance(value, Priority):
+            return value
+        if isinstance(value, bool):
+            raise JobValidationError("priority", value, _PRIORITY_REASON)
+        if isinstance(value, int):
+            return cls.from_celery(value)
+        if isinstance(value, str):
+            name = value.strip().lower().removeprefix(":")
+            if name == "default":
+                return DEFAULT_PRIORITY
+            for member in cls:
+                if member.value == name:
+                    return member
+        raise JobValidationError("priority", value, _PRIORITY_REASON)
+
+
+_RANKS: dict[Priority, int] = {p: i for i, p in enumerate(Priority)}
+
+DEFAULT_PRIORITY = Priority.NORMAL

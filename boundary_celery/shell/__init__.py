@@ -1,0 +1,1 @@
+"""The imperative shell: everything that talks to Celery, kombu and Redis."""

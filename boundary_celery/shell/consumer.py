@@ -1,0 +1,148 @@
+"""Worker consumer and request hooks: nothing a worker cannot run is ever discarded.
+
+- an unknown job type is re-scheduled for a grace window (rolling deploys), then
+  dead-lettered with ``NoHandlerError``;
+- a message that cannot be decoded or validated is dead-lettered with the reason.
+Celery's own behaviour (log and drop) would lose the job.
+"""
+
+# kombu/celery internals used here are untyped attributes of their classes.
+# mypy: disable-error-code="attr-defined"
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery.worker.consumer import Consumer
+from celery.worker.request import Request
+from kombu.exceptions import ContentDisallowed, DecodeError
+
+from boundary_celery.adapters.redis_keys import list_key
+from boundary_celery.adapters.redis_records import job_fields, to_ms
+from boundary_celery.core.errors import InvalidTransitionError
+from boundary_celery.core.job import Job, JobStatus
+from boundary_celery.core.priority import Priority
+from boundary_celery.shell import headers as H
+from boundary_celery.shell.install import jobs_of
+from boundary_celery.shell.jobs import Jobs, utcnow
+from boundary_celery.shell.logfmt import event
+from boundary_celery.shell.poison import poison_job
+
+log = logging.getLogger("boundary_celery.worker")
+
+
+def _raw(message: Any) -> str:
+    raw = getattr(message, "_raw", None)
+    try:
+        return json.dumps(raw, default=repr) if raw is not None else repr(message.body)
+    except Exception:
+        return repr(raw)
+
+
+def _queue(message: Any, meta: dict[str, Any]) -> str:
+    info = getattr(message, "delivery_info", None) or {}
+    return str(meta.get("q") or info.get("routing_key") or "default")
+
+
+def dead_letter_message(app: Any, message: Any, reason: str, error_type: str) -> Job:
+    """Dead-letter a delivered message that cannot run, keeping what it says."""
+    jobs = jobs_of(app)
+    headers = getattr(message, "headers", None) or {}
+    meta = headers.get(H.META) or {}
+    now = utcnow()
+    existing = jobs.store.find_job(str(headers.get("id"))) if headers.get("id") else None
+    if existing is not None and existing.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
+        existing = None
+    try:
+        job = poison_job(
+            job_id=headers.get("id"), job_type=headers.get("task"), queue=_queue(message, meta),
+            reason=reason, error_type=error_type, now=now, raw=_raw(message),
+            priority=Priority.parse(meta.get("p")), existing=existing,
+        )
+    except InvalidTransitionError:
+        job = poison_job(job_id=None, job_type=headers.get("task"), queue=_queue(message, meta),
+                         reason=reason, error_type=error_type, now=now, raw=_raw(message))
+    jobs.store.dead_letter(str(job.id), job.queue, to_ms(now), job_fields(job))
+    log.error(event("Message dead-lettered", job_id=str(job.id), job_type=job.job_type,
+                    reason=reason))
+    return job
+
+
+def handle_unknown_job_type(jobs: Jobs, message: Any) -> None:
+    """Re-schedule a job no worker has a handler for, until its grace window ends."""
+    headers = message.headers
+    job_id, job_type = str(headers["id"]), str(headers["task"])
+    meta = dict(headers.get(H.META) or {})
+    now = utcnow()
+    now_ms = to_ms(now)
+    since = int(meta.get("nh") or now_ms)
+    grace_ms = jobs.settings.store.no_handler_grace_s * 1000
+    log.error(event("No handler for job type", job_id=job_id, job_type=job_type))
+    if now_ms - since >= grace_ms:
+        dead_letter_message(
+            jobs.app, message,
+            f"No handler for job type {job_type!r} (waited {grace_ms // 1000} s)",
+            "NoHandlerError",
+        )
+        return
+    raw = dict(message._raw)
+    raw["headers"] = {**(raw.get("headers") or {}), H.META: {**meta, "nh": since}}
+    delay = timedelta(milliseconds=jobs.settings.store.no_handler_retry_delay_ms)
+    step = Priority.parse(meta.get("p")).rank
+    queue = _queue(message, meta)
+    jobs.store.enqueue_message(
+        list_key(queue, step), json.dumps(raw), job_id, queue,
+        due_ms=to_ms(now + delay),
+        fields=["status", JobStatus.SCHEDULED.value, "updated_at", now_ms,
+                "execute_at", to_ms(now + delay)],
+    )
+
+
+class BoundaryConsumer(Consumer):
+    """Celery's consumer with Boundary's handling of messages it cannot run."""
+
+    def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
+        try:
+            handle_unknown_job_type(jobs_of(self.app), message)
+        except Exception:
+            log.exception("could not re-schedule a message with no handler; requeued")
+            message.reject_log_error(log, self.connection_errors, requeue=True)
+            return
+        message.ack()
+
+    def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
+        self._dead_letter(message, f"invalid task message: {exc}")
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        self._dead_letter(message, f"undecodable message: {exc}")
+
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        self._dead_letter(message, "not a task message (no task name)")
+
+    def _dead_letter(self, message: Any, reason: str) -> None:
+        try:
+            dead_letter_message(self.app, message, reason, "PoisonMessageError")
+        except Exception:
+            log.exception("could not dead-letter a message; requeued")
+            message.reject_log_error(log, self.connection_errors, requeue=True)
+            return
+        message.ack()
+
+
+class BoundaryRequest(Request):
+    """Dead-letters a task whose body the pool could not decode (JSON only, never pickle)."""
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True,
+                   return_ok: bool = False) -> None:
+        exc = getattr(exc_info, "exception", None)
+        exc = getattr(exc, "exc", exc)
+        if isinstance(exc, ContentDisallowed | DecodeError):
+            try:
+                dead_letter_message(self.app, self.message, f"undecodable message body: {exc}",
+                                    "PoisonMessageError")
+                return_ok = True
+            except Exception:
+                log.exception("could not dead-letter an undecodable message")
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)

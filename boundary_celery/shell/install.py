@@ -1,0 +1,121 @@
+"""``install(app)``: configure a Celery app for Boundary jobs and return its ``Jobs``."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from celery import signals
+
+from boundary_celery.adapters.redis_keys import PRIORITY_STEPS, SEP
+from boundary_celery.adapters.redis_store import RedisJobStore
+from boundary_celery.settings import BoundarySettings, load_settings
+from boundary_celery.shell.context import TenantHook
+from boundary_celery.shell.logfmt import event, set_format
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from boundary_celery.shell.jobs import Jobs
+
+log = logging.getLogger("boundary_celery.worker")
+
+TRANSPORT = "boundary_celery.shell.transport:Transport"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def jobs_of(app: Any) -> Jobs:
+    """The ``Jobs`` installed on ``app``; a clear error when install() was not called."""
+    jobs = getattr(app, "boundary", None)
+    if jobs is None:
+        raise RuntimeError(
+            f"boundary_celery.install(app) has not been called for Celery app {app.main!r}"
+        )
+    return jobs  # type: ignore[no-any-return]
+
+
+def install(
+    app: Celery,
+    settings: BoundarySettings | None = None,
+    *,
+    tenant_hook: TenantHook | None = None,
+) -> Jobs:
+    """Configure ``app`` (broker, serializers, acks, priorities, hooks) and return its Jobs.
+
+    The broker is the app's ``broker_url`` when set, else the settings' Redis URL; the
+    job store lives in the same Redis database (its scripts touch both at once).
+    """
+    from boundary_celery.shell.jobs import Jobs
+    from boundary_celery.shell.scheduler import WorkerScheduler
+
+    settings = settings or load_settings()
+    set_format(settings.logging.format)
+    url = app.conf.broker_url or settings.redis.effective_url()
+    scheme = urlparse(url).scheme
+    if scheme not in REDIS_SCHEMES:
+        raise ValueError(f"invalid broker_url: {url!r} (boundary-celery needs a Redis broker)")
+    store = RedisJobStore(
+        url,
+        prefix=settings.store.key_prefix,
+        completed_ttl_s=settings.store.completed_ttl_s,
+        dlq_max_size=settings.store.dlq_max_size,
+        dlq_max_age_days=settings.store.dlq_max_age_days,
+        max_connections=settings.redis.max_total,
+        socket_timeout_s=max(settings.redis.timeout_ms / 1000, 1.0),
+    )
+    keys = store.keys
+    transport_options = {
+        **(app.conf.broker_transport_options or {}),
+        "priority_steps": list(PRIORITY_STEPS),
+        "sep": SEP,
+        "visibility_timeout": settings.workers.visibility_timeout_s,
+        "unacked_key": keys.unacked,
+        "unacked_index_key": keys.unacked_index,
+        "unacked_mutex_key": keys.unacked_mutex,
+        "boundary_prefix": keys.prefix,
+        "boundary_dlq_max_size": settings.store.dlq_max_size,
+        "boundary_dlq_max_age_days": settings.store.dlq_max_age_days,
+    }
+    app.conf.update(
+        broker_url=url,
+        broker_transport=TRANSPORT,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        broker_pool_limit=settings.redis.max_total,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_acks_on_failure_or_timeout=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=settings.workers.prefetch_multiplier,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_default_queue="default",
+        worker_consumer="boundary_celery.shell.consumer:BoundaryConsumer",
+    )
+    if app.conf.worker_concurrency is None:
+        app.conf.worker_concurrency = settings.workers.count
+    if WorkerScheduler not in app.steps["worker"]:
+        app.steps["worker"].add(WorkerScheduler)
+    jobs = Jobs(app, settings, store, tenant_hook=tenant_hook)
+    app.boundary = jobs  # type: ignore[attr-defined]
+    return jobs
+
+
+@signals.worker_ready.connect(weak=False)
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    if app is not None and getattr(app, "boundary", None) is not None:
+        log.info(event("Started worker", worker_id=sender.hostname,
+                       queues=sorted(q.name for q in app.amqp.queues.consume_from.values())))
+
+
+@signals.worker_shutdown.connect(weak=False)
+def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
+    from celery.worker import state
+
+    log.info(event("Worker stopped", worker_id=getattr(sender, "hostname", None),
+                   processed=sum(state.total_count.values())))
