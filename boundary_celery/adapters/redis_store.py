@@ -173,12 +173,20 @@ class RedisJobStore:
         )
 
     def begin(
-        self, job_id: str, now_ms: int, worker: str, retry_count: int, create: Sequence[Arg] = ()
+        self,
+        job_id: str,
+        now_ms: int,
+        worker: str,
+        retry_count: int,
+        max_retries: int,
+        create: Sequence[Arg] = (),
     ) -> str:
         """Mark a delivery running; returns ``ok`` or why it must be skipped."""
         return str(
             script("begin")(
-                self.client, [self.keys.job(job_id)], [now_ms, worker, retry_count, *create]
+                self.client,
+                [self.keys.job(job_id)],
+                [now_ms, worker, retry_count, max_retries, *create],
             )
         )
 

@@ -15,6 +15,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.consumer import Consumer
 from celery.worker.request import Request
 from kombu.exceptions import ContentDisallowed, DecodeError
@@ -27,7 +28,7 @@ from boundary_celery.core.priority import Priority
 from boundary_celery.shell import headers as H
 from boundary_celery.shell.install import jobs_of
 from boundary_celery.shell.jobs import Jobs, utcnow
-from boundary_celery.shell.logfmt import event
+from boundary_celery.shell.logfmt import count, event
 from boundary_celery.shell.poison import poison_job
 
 log = logging.getLogger("boundary_celery.worker")
@@ -132,12 +133,25 @@ class BoundaryConsumer(Consumer):
 
 
 class BoundaryRequest(Request):
-    """Dead-letters a task whose body the pool could not decode (JSON only, never pickle)."""
+    """Counts outcomes for the worker's summary and dead-letters a task whose body the
+    pool could not decode (JSON only, never pickle). Runs in the worker main process."""
+
+    def on_success(self, failed__retval__runtime: Any, **kwargs: Any) -> None:
+        failed = failed__retval__runtime[0]
+        if not failed:
+            count("succeeded")
+        super().on_success(failed__retval__runtime, **kwargs)
+
+    def on_retry(self, exc_info: Any) -> None:
+        count("retried")
+        super().on_retry(exc_info)
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True,
                    return_ok: bool = False) -> None:
         exc = getattr(exc_info, "exception", None)
         exc = getattr(exc, "exc", exc)
+        if not isinstance(exc, Retry | Ignore | Reject):
+            count("failed")
         if isinstance(exc, ContentDisallowed | DecodeError):
             try:
                 dead_letter_message(self.app, self.message, f"undecodable message body: {exc}",

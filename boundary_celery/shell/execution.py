@@ -47,7 +47,9 @@ class JobFailedError(Exception):
 def job_from_delivery(task: BoundaryTask, kwargs: dict[str, Any]) -> tuple[Job, bool]:
     """The job this delivery carries, and whether the message had boundary metadata."""
     req = task.request
-    meta: dict[str, Any] = getattr(req, H.META, None) or {}
+    meta: dict[str, Any] = dict(getattr(req, H.META, None) or {})
+    for guessed in meta.pop("d", ()):  # the publisher did not know this job type
+        meta.pop(guessed, None)
     delivery = req.delivery_info or {}
     policy = meta.get("rp")
     job = Job(
@@ -58,12 +60,17 @@ def job_from_delivery(task: BoundaryTask, kwargs: dict[str, Any]) -> tuple[Job, 
         priority=meta.get("p") or task.boundary_priority,
         status=JobStatus.PENDING,
         retry_count=int(meta.get("rc", 0)),
-        max_retries=int(meta.get("mr", task.boundary_max_retries if
-                                 task.boundary_max_retries is not None else 3)),
+        max_retries=int(meta["mr"]) if "mr" in meta else _task_max_retries(task),
         tenant_id=meta.get("t"),
         retry_policy=RetryPolicy.from_config(policy) if policy else task.boundary_retry_policy,
     )
     return job, bool(meta)
+
+
+def _task_max_retries(task: BoundaryTask) -> int:
+    if task.boundary_max_retries is not None:
+        return task.boundary_max_retries
+    return jobs_of(task.app).settings.retry.max_retries
 
 
 def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -74,7 +81,7 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
     now = utcnow()
     create = () if has_meta else flatten(job_fields(job.model_copy(update={"created_at": now})))
     verdict = jobs.store.begin(jid, to_ms(now), task.request.hostname or "", job.retry_count,
-                               create)
+                               job.max_retries, create)
     if verdict != "ok":
         log.info(event("Skipping delivery", job_id=jid, job_type=job.job_type, reason=verdict))
         raise Ignore()

@@ -12,7 +12,8 @@ from boundary_celery.adapters.redis_keys import PRIORITY_STEPS, SEP
 from boundary_celery.adapters.redis_store import RedisJobStore
 from boundary_celery.settings import BoundarySettings, load_settings
 from boundary_celery.shell.context import TenantHook
-from boundary_celery.shell.logfmt import event, set_format
+from boundary_celery.shell.flower import transport_for
+from boundary_celery.shell.logfmt import event, set_format, tally
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("boundary_celery.worker")
 
-TRANSPORT = "boundary_celery.shell.transport:Transport"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -79,7 +79,7 @@ def install(
     }
     app.conf.update(
         broker_url=url,
-        broker_transport=TRANSPORT,
+        broker_transport=transport_for(url),
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         broker_pool_limit=settings.redis.max_total,
@@ -115,7 +115,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
 
 @signals.worker_shutdown.connect(weak=False)
 def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
-    from celery.worker import state
-
-    log.info(event("Worker stopped", worker_id=getattr(sender, "hostname", None),
-                   processed=sum(state.total_count.values())))
+    app = getattr(sender, "app", None)
+    if app is not None and getattr(app, "boundary", None) is not None:
+        log.info(event("Worker stopped", worker_id=getattr(sender, "hostname", None),
+                       **tally()))

@@ -55,8 +55,14 @@ def policy_from_settings(settings: BoundarySettings) -> RetryPolicy:
     )
 
 
-def message_meta(job: Job, no_handler_since: int | None = None) -> dict[str, Any]:
-    """The compact ``boundary`` header the worker reads back."""
+def message_meta(
+    job: Job, no_handler_since: int | None = None, defaulted: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The compact ``boundary`` header the worker reads back.
+
+    ``defaulted`` names fields ("mr", "rp") the publisher only guessed because it does
+    not know the job type: the worker's own task definition replaces them.
+    """
     meta: dict[str, Any] = {
         "q": job.queue,
         "p": job.priority.value,
@@ -69,6 +75,9 @@ def message_meta(job: Job, no_handler_since: int | None = None) -> dict[str, Any
         meta["rp"] = job.retry_policy.model_dump(mode="json")
     if no_handler_since is not None:
         meta["nh"] = no_handler_since
+    defaulted = sorted(defaulted)
+    if defaulted:
+        meta["d"] = defaulted
     return meta
 
 
@@ -93,7 +102,12 @@ class Jobs:
 
     # -- enqueueing (JobQueue) ------------------------------------------------------
 
-    def build_job(
+    def build_job(self, job_type: str, args: Mapping[str, Any] | None = None,
+                  **options: Any) -> Job:
+        """Validate an enqueue request into a new job; raises JobValidationError."""
+        return self.prepare(job_type, args, **options)[0]
+
+    def prepare(
         self,
         job_type: str,
         args: Mapping[str, Any] | None = None,
@@ -107,9 +121,14 @@ class Jobs:
         retry_policy: RetryPolicy | Mapping[str, Any] | str | None = None,
         job_id: UUID | str | None = None,
         now: datetime | None = None,
-    ) -> Job:
-        """Validate an enqueue request into a new job; raises JobValidationError."""
+    ) -> tuple[Job, tuple[str, ...]]:
+        """The new job and the fields only defaulted here (job type unknown locally)."""
         task = self.app.tasks.get(job_type)
+        defaulted: list[str] = []
+        if task is None and max_retries is None:
+            defaulted.append("mr")
+        if task is None and retry_policy is None:
+            defaulted.append("rp")
         data: dict[str, Any] = {
             "job_type": job_type,
             "args": dict(args) if args is not None else {},
@@ -127,7 +146,8 @@ class Jobs:
             data["retry_policy"] = policy
         spec = JobInput.parse(data)
         self.check_queue(spec.queue)
-        return create_job(spec, job_id if job_id is not None else uuid.uuid4(), now or utcnow())
+        job = create_job(spec, job_id if job_id is not None else uuid.uuid4(), now or utcnow())
+        return job, tuple(defaulted)
 
     def check_queue(self, queue: str) -> None:
         """Reject a queue that is not declared (when queues are declared in settings)."""
@@ -139,8 +159,8 @@ class Jobs:
 
     def enqueue(self, job_type: str, args: Mapping[str, Any] | None = None, **options: Any) -> str:
         """Validate and publish a job; returns its id. Options as :meth:`build_job`."""
-        job = self.build_job(job_type, args, **options)
-        self.publish(job)
+        job, defaulted = self.prepare(job_type, args, **options)
+        self.publish(job, defaulted=defaulted)
         return str(job.id)
 
     def schedule(
@@ -170,6 +190,7 @@ class Jobs:
         counter: str = "",
         clear: Iterable[str] = (),
         no_handler_since: int | None = None,
+        defaulted: Iterable[str] = (),
     ) -> None:
         """Send ``job`` as a Celery task message; the record is written with it.
 
@@ -177,7 +198,7 @@ class Jobs:
         """
         due = due if due is not None else job.execute_at
         headers: dict[str, Any] = {
-            H.META: message_meta(job, no_handler_since),
+            H.META: message_meta(job, no_handler_since, defaulted),
             H.RECORD: flatten(fields if fields is not None else job_fields(job)),
         }
         if due is not None and due > utcnow():

@@ -2,13 +2,23 @@
 
 ``event("Processing job", job_id=..., job_type=...)`` renders
 ``Processing job job_id=... job_type=...`` (kv) or
-``{"event": "Processing job", "job_id": ...}`` (json), chosen once by :func:`set_format`.
+``{"event": "Processing job", "job_id": ...}`` (json), chosen once by :func:`set_format`
+(``install()`` calls it with ``settings.logging.format``).
+
+With ``json``, every line a worker writes is one JSON object: :class:`JsonFormatter` is put
+on the handlers Celery sets up for the root and task loggers (``after_setup_logger`` and
+``after_setup_task_logger`` signals), so Celery's own lines ("Connected to ...",
+"... ready.") become ``{"message": ...}`` objects and :func:`event` lines keep their fields.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from datetime import UTC, datetime
 from typing import Any
+
+from celery import signals
 
 _FORMAT = "kv"
 
@@ -19,6 +29,10 @@ def set_format(fmt: str) -> None:
     if fmt not in ("kv", "json"):
         raise ValueError(f"invalid logging.format: {fmt!r} (expected 'kv' or 'json')")
     _FORMAT = fmt
+
+
+def get_format() -> str:
+    return _FORMAT
 
 
 def _kv(value: Any) -> str:
@@ -34,3 +48,88 @@ def event(message: str, **fields: Any) -> str:
         return json.dumps({"event": message, **fields}, default=str)
     pairs = " ".join(f"{k}={_kv(v)}" for k, v in fields.items() if v is not None)
     return f"{message} {pairs}" if pairs else message
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, process, then the message or event.
+
+    A message that is itself an :func:`event` JSON object is merged in (its ``event`` and
+    fields become top-level keys); any other message goes under ``message``. A record
+    logged inside a task gets ``task_id`` and ``task_name``; an exception becomes ``exc``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.processName,
+        }
+        text = record.getMessage()
+        parsed: Any = None
+        if text.startswith("{") and text.endswith("}"):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+        if isinstance(parsed, dict) and "event" in parsed:
+            out.update(parsed)
+        else:
+            out["message"] = text
+        task = _current_task()
+        if task is not None:
+            out.setdefault("task_id", task.request.id)
+            out.setdefault("task_name", task.name)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exc"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, default=str)
+
+
+def _current_task() -> Any:
+    try:
+        from celery._state import get_current_task
+
+        task = get_current_task()
+    except Exception:
+        return None
+    if task is None or getattr(task.request, "id", None) is None:
+        return None
+    return task
+
+
+def use_json_formatter(logger: logging.Logger) -> None:
+    """Put :class:`JsonFormatter` on every handler of ``logger``."""
+    for handler in logger.handlers:
+        if not isinstance(handler.formatter, JsonFormatter):
+            handler.setFormatter(JsonFormatter())
+
+
+@signals.after_setup_logger.connect(weak=False)
+@signals.after_setup_task_logger.connect(weak=False)
+def _on_setup_logger(sender: Any = None, logger: logging.Logger | None = None,
+                     **_: Any) -> None:
+    if _FORMAT == "json" and logger is not None:
+        use_json_formatter(logger)
+
+
+# -- the worker's own outcome counts for "Worker stopped" ------------------------------
+#
+# Counted in the worker's main process by BoundaryRequest's success/failure/retry
+# hooks (Celery calls them there for every pool), so no state is shared with children.
+
+_OUTCOMES = ("succeeded", "failed", "retried")
+_tally: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
+
+
+def count(outcome: str) -> None:
+    """Add one ``succeeded``/``failed``/``retried`` attempt (worker main process)."""
+    _tally[outcome] += 1
+
+
+def tally() -> dict[str, int]:
+    """Attempts this worker ran: processed (= succeeded + failed + retried) and each outcome."""
+    return {"processed": sum(_tally.values()), **_tally}

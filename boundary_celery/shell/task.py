@@ -60,7 +60,7 @@ class BoundaryTask(Task):
 
         jobs = jobs_of(self.app)
         execute_at = _execute_at(options.pop("eta", None), options.pop("countdown", None))
-        job = jobs.build_job(
+        job, defaulted = jobs.prepare(
             self.name,
             self.bind_args(args or (), kwargs or {}),
             priority=options.pop("priority", None),
@@ -72,7 +72,7 @@ class BoundaryTask(Task):
             retry_policy=options.pop("retry_policy", None),
             job_id=task_id,
         )
-        jobs.publish(job)
+        jobs.publish(job, defaulted=defaulted)
         return self.AsyncResult(str(job.id))
 
     def bind_args(

@@ -1,7 +1,7 @@
 -- Mark a delivered job running, unless this delivery must not run.
 -- KEYS: 1 job record
 -- ARGV: 1 now ms, 2 worker name, 3 retry count carried by the message,
---       then field/value pairs used only when no record exists.
+--       4 effective max retries, then field/value pairs used only when no record exists.
 -- Returns 'ok', or the reason to skip: 'completed', 'cancelled' or 'stale'
 -- (the record already moved past this message's attempt: a duplicate delivery).
 local cur = redis.call('HMGET', KEYS[1], 'status', 'retry_count')
@@ -12,10 +12,11 @@ end
 if rc and rc > tonumber(ARGV[3]) then
   return 'stale'
 end
-if not status and #ARGV > 3 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if not status and #ARGV > 4 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1],
-           'updated_at', ARGV[1], 'worker', ARGV[2], 'retry_count', ARGV[3])
+           'updated_at', ARGV[1], 'worker', ARGV[2], 'retry_count', ARGV[3],
+           'max_retries', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 return 'ok'

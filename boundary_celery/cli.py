@@ -1,0 +1,340 @@
+"""``celery -A app boundary ...``: the operator's command group (a Celery CLI plugin).
+
+Registered through the ``celery.commands`` entry point in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from boundary_celery.adapters.redis_keys import PRIORITY_STEPS
+from boundary_celery.core.priority import Priority
+from boundary_celery.shell.install import jobs_of
+
+#: Exit codes (also in the group's help).
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+LEVELS = [Priority.from_rank(step).value for step in PRIORITY_STEPS]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def app_jobs(ctx: click.Context) -> Any:
+    """The ``Jobs`` of the app given with ``celery -A``."""
+    return jobs_of(ctx.obj.app)
+
+
+def console() -> Console:
+    """stdout console; wide when not a terminal so ids are never cut in pipes and logs."""
+    return Console(width=None if sys.stdout.isatty() else 200, soft_wrap=False)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    import redis
+
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        fail(f"Redis is unavailable: {exc}", EXIT_UNAVAILABLE)
+
+
+def redis_guard(fn: F) -> F:
+    """Exit with code 3 (not a traceback) when Redis cannot be reached."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _redis_errors():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print JSON instead of tables.")
+
+
+def _ts(value: datetime | int | float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value / 1000, UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _job_json(job: Any, extras: dict[str, Any] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = job.model_dump(mode="json")
+    if extras:
+        data.update(extras)
+    return data
+
+
+@click.group(name="boundary")
+@click.pass_context
+def boundary(ctx: click.Context) -> None:
+    """Boundary jobs: stats, dead letters, retries, the scheduler and the admin API.
+
+    \b
+    Exit codes (for scripts):
+      0  success
+      1  not found (unknown job id for `job`, `retry`, `purge-dlq ID`) or aborted
+      2  usage error (bad option or argument)
+      3  Redis unavailable
+    Every reporting command takes --json (one JSON document on stdout).
+    """
+
+
+# -- stats ------------------------------------------------------------------------------
+
+
+@boundary.command()
+@json_option
+@click.pass_context
+@redis_guard
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Totals, workers, DLQ and per-queue counters and sizes (every level)."""
+    report = app_jobs(ctx).job_stats()
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+        return
+    out = console()
+    totals = Table(title="Boundary jobs", show_header=True)
+    for name in ("processed", "succeeded", "failed", "retried", "workers", "dlq",
+                 "scheduled", "scheduler lag ms"):
+        totals.add_column(name, justify="right")
+    totals.add_row(
+        str(report.total_processed), str(report.total_succeeded), str(report.total_failed),
+        str(report.total_retried), str(report.active_workers), str(report.dlq_size),
+        str(report.scheduled_count), f"{report.scheduler_lag_ms:.0f}",
+    )
+    out.print(totals)
+    queues = Table(title="Queues")
+    queues.add_column("queue", no_wrap=True)
+    queues.add_column("waiting", justify="right")
+    for level in LEVELS:
+        queues.add_column(level, justify="right")
+    for name in ("processed", "succeeded", "failed", "retried", "avg ms"):
+        queues.add_column(name, justify="right")
+    for q in report.queues:
+        queues.add_row(
+            q.queue_name, str(q.size), *(str(q.size_by_priority.get(lv, 0)) for lv in LEVELS),
+            str(q.processed_total), str(q.succeeded_total), str(q.failed_total),
+            str(q.retried_total), f"{q.avg_duration_ms:.1f}",
+        )
+    out.print(queues)
+
+
+# -- the dead letter queue ------------------------------------------------------------------
+
+
+@boundary.command()
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many dead jobs to show, most recent first.")
+@json_option
+@click.pass_context
+@redis_guard
+def failed(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Jobs in the dead letter queue, most recent first."""
+    jobs = app_jobs(ctx)
+    dead = jobs.failed_jobs(limit)
+    if as_json:
+        emit_json({"dlq_size": jobs.dlq_size(), "jobs": [_job_json(j) for j in dead]})
+        return
+    table = Table(title=f"Dead letter queue ({_count(jobs.dlq_size(), 'job')})")
+    for name, opts in (("id", {"no_wrap": True}), ("job type", {}), ("queue", {}),
+                       ("priority", {}), ("attempts", {"justify": "right"}),
+                       ("failed at", {"no_wrap": True}), ("error", {})):
+        table.add_column(name, **opts)  # type: ignore[arg-type]
+    for job in dead:
+        err = job.error
+        table.add_row(
+            str(job.id), job.job_type, job.queue, job.priority.value, str(job.retry_count),
+            _ts(job.completed_at or job.updated_at),
+            f"{err.type}: {err.message}" if err else "-",
+        )
+    console().print(table)
+
+
+@boundary.command()
+@click.argument("job_id")
+@json_option
+@click.pass_context
+@redis_guard
+def job(ctx: click.Context, job_id: str, as_json: bool) -> None:
+    """Show one job record (exit code 1 if unknown)."""
+    found = app_jobs(ctx).store.find_job_with_extras(job_id)
+    if found is None:
+        if as_json:
+            emit_json({"error": "not found", "job_id": job_id})
+        fail(f"job {job_id} not found", EXIT_NOT_FOUND)
+    record, extras = found
+    if as_json:
+        emit_json(_job_json(record, extras))
+        return
+    table = Table(title=f"Job {record.id}", show_header=False)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value")
+    data = _job_json(record, extras)
+    for key, value in data.items():
+        if value is None or value == {} or value == []:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        table.add_row(key, text)
+    console().print(table)
+
+
+@boundary.command()
+@click.argument("job_id")
+@click.option("--reset-retries", is_flag=True,
+              help="Start its retry count again at 0 (a full set of attempts).")
+@json_option
+@click.pass_context
+@redis_guard
+def retry(ctx: click.Context, job_id: str, reset_retries: bool, as_json: bool) -> None:
+    """Queue a dead-lettered job again now (exit code 1 if it is not in the DLQ)."""
+    again = app_jobs(ctx).retry_job(job_id, reset_retries=reset_retries)
+    if again is None:
+        if as_json:
+            emit_json({"error": "not found", "job_id": job_id})
+        fail(f"job {job_id} is not in the dead letter queue", EXIT_NOT_FOUND)
+    if as_json:
+        emit_json(_job_json(again))
+        return
+    click.echo(f"Retrying job {again.id} ({again.job_type}) on queue {again.queue} "
+               f"at priority {again.priority.value}, retry count {again.retry_count}")
+
+
+@boundary.command(name="purge-dlq")
+@click.argument("job_id", required=False)
+@click.option("--yes", "-y", is_flag=True, help="Purge the whole DLQ without asking.")
+@json_option
+@click.pass_context
+@redis_guard
+def purge_dlq(ctx: click.Context, job_id: str | None, yes: bool, as_json: bool) -> None:
+    """Delete one dead job (JOB_ID) or the whole dead letter queue (asks unless --yes)."""
+    jobs = app_jobs(ctx)
+    if job_id is None and not yes:
+        size = jobs.dlq_size()
+        if not click.confirm(f"Delete all {size} dead jobs?", default=False, err=True):
+            fail("aborted", EXIT_NOT_FOUND)
+    purged = jobs.purge_dlq(job_id)
+    if as_json:
+        emit_json({"purged": purged, "job_id": job_id})
+    else:
+        click.echo(f"Purged {purged} job{'s' if purged != 1 else ''} from the dead letter queue")
+    if job_id is not None and purged == 0:
+        if not as_json:
+            click.echo(f"Error: job {job_id} is not in the dead letter queue", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+
+
+# -- scheduled jobs ---------------------------------------------------------------------------
+
+
+@boundary.command()
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="How many scheduled jobs to show, soonest first.")
+@json_option
+@click.pass_context
+@redis_guard
+def scheduled(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Delayed jobs and retries waiting for their time, soonest first."""
+    jobs = app_jobs(ctx)
+    total = jobs.scheduled_count()
+    rows = []
+    now_ms = datetime.now(UTC).timestamp() * 1000
+    for jid, due_ms in jobs.store.scheduled_ids(limit):
+        try:
+            record = jobs.find_job(jid)
+        except Exception:  # a record the model rejects must not hide the others
+            record = None
+        rows.append({
+            "id": jid,
+            "due_at": _ts(due_ms),
+            "due_in_ms": max(0, int(due_ms - now_ms)),
+            "job_type": record.job_type if record else None,
+            "queue": record.queue if record else None,
+            "priority": record.priority.value if record else None,
+            "status": record.status.value if record else "unreadable",
+            "retry_count": record.retry_count if record else None,
+        })
+    if as_json:
+        emit_json({"scheduled_count": total, "jobs": rows})
+        return
+    table = Table(title=f"Scheduled ({_count(total, 'job')})")
+    for name in ("id", "due at", "due in", "job type", "queue", "priority", "status",
+                 "retries"):
+        table.add_column(name, no_wrap=name in ("id", "due at"))
+    for r in rows:
+        table.add_row(r["id"], r["due_at"], f"{r['due_in_ms'] / 1000:.1f}s",
+                      *(str(r[k]) if r[k] is not None else "-"
+                        for k in ("job_type", "queue", "priority", "status", "retry_count")))
+    console().print(table)
+
+
+@boundary.command()
+@click.option("--interval-ms", type=click.IntRange(min=10), default=None,
+              help="Pass interval (default: scheduler.interval_ms from settings).")
+@click.option("--max-passes", type=click.IntRange(min=1), default=None,
+              help="Stop after this many passes (default: run until SIGTERM/SIGINT).")
+@click.pass_context
+def scheduler(ctx: click.Context, interval_ms: int | None, max_passes: int | None) -> None:
+    """Run a standalone scheduler (any number may run beside the embedded ones)."""
+    from boundary_celery.shell.scheduler import SchedulerLoop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    loop = SchedulerLoop(app_jobs(ctx), interval_ms=interval_ms)
+
+    def stop(signum: int, _frame: Any) -> None:
+        loop.stopped.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    click.echo(f"boundary scheduler started (interval {loop.interval_s * 1000:.0f} ms)", err=True)
+    loop.run(max_passes=max_passes)
+    click.echo(f"boundary scheduler stopped: {loop.moved_total} jobs published", err=True)
+
+
+# -- the admin API ------------------------------------------------------------------------------
+
+
+@boundary.command()
+@click.option("--host", default=None, help="Bind address (default: admin.host from settings).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port (default: admin.port from settings).")
+@click.pass_context
+def admin(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the admin HTTP API, /metrics and the dashboard (blocks)."""
+    from boundary_celery.admin.app import serve_admin
+
+    jobs = app_jobs(ctx)
+    cfg = jobs.settings.admin
+    serve_admin(jobs, host=host or cfg.host, port=port if port is not None else cfg.port)
