@@ -49,6 +49,7 @@ lint: $(VENV)/.installed-dev ## ruff check + mypy
 # Finds (or starts) a Redis, runs pytest against it, then stops the private Redis whatever
 # happened. pytest's exit code is the target's; 5 ("no tests collected") counts as failure.
 test: lint ## Lint, then run the test suite against a Redis (scripts/ensure_redis.sh)
+	@bash scripts/ensure_chromium.sh  # the dashboard test drives Debian's chromium
 	@trap 'bash scripts/stop_private_redis.sh' EXIT; \
 	trap 'exit 130' INT TERM; \
 	REDIS_URL_FOR_TESTS="$$(bash scripts/ensure_redis.sh | tail -n 1)"; \

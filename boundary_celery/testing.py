@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -105,7 +106,7 @@ class Sandbox:
         doomed = list(r.scan_iter(f"{self.prefix}:*", count=1000))
         for q in self.queues:
             doomed.extend(list_keys(q))
-            doomed.append(f"_kombu.binding.{q}")
+            doomed.extend((f"_kombu.binding.{q}", f"_kombu.binding_permanent.{q}"))
         for start in range(0, len(doomed), 500):
             r.delete(*doomed[start : start + 500])
         r.close()
@@ -177,24 +178,18 @@ class WorkerProcess:
             return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool children (a machine crash)."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
 
     def __enter__(self) -> WorkerProcess:
         return self.start().wait_ready()

@@ -21,7 +21,9 @@ jobs = boundary_celery.install(app)
 @boundary_job(queue="emails", priority="high", max_retries=5)
 def send_email(to: str, subject: str, body: str = "") -> dict[str, Any]:
     """The guide's Pattern 1: send a welcome email."""
-    return {"sent_to": to, "subject": subject, "message_id": f"msg-{current_job().job_id[:8]}"}
+    ctx = current_job()
+    job_id = ctx.job_id if ctx is not None else "inline"
+    return {"sent_to": to, "subject": subject, "message_id": f"msg-{job_id[:8]}"}
 
 
 @boundary_job(queue="media", priority="normal", max_retries=5)

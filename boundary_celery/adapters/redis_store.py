@@ -191,13 +191,21 @@ class RedisJobStore:
         )
 
     def complete(
-        self, job_id: str, queue: str, result_json: str, now_ms: int, duration_ms: float
+        self,
+        job_id: str,
+        queue: str,
+        result_json: str,
+        now_ms: int,
+        duration_ms: float,
+        histogram: tuple[str, str, str, str],
     ) -> None:
-        """Record a success, count it and let the record expire after the TTL."""
+        """Record a success, count it, add its duration to ``histogram`` (key, index key,
+        index member, bucket field) and let the record expire after the TTL."""
+        hist_key, index_key, member, bucket = histogram
         script("complete")(
             self.client,
-            [self.keys.job(job_id), self.keys.queue_stats(queue)],
-            [now_ms, result_json, round(duration_ms, 3), self.completed_ttl_s],
+            [self.keys.job(job_id), self.keys.queue_stats(queue), hist_key, index_key],
+            [now_ms, result_json, round(duration_ms, 3), self.completed_ttl_s, bucket, member],
         )
 
     def dead_letter(

@@ -15,6 +15,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from billiard.einfo import ExceptionWithTraceback
 from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.consumer import Consumer
 from celery.worker.request import Request
@@ -136,21 +137,20 @@ class BoundaryRequest(Request):
     """Counts outcomes for the worker's summary and dead-letters a task whose body the
     pool could not decode (JSON only, never pickle). Runs in the worker main process."""
 
-    def on_success(self, failed__retval__runtime: Any, **kwargs: Any) -> None:
-        failed = failed__retval__runtime[0]
-        if not failed:
-            count("succeeded")
-        super().on_success(failed__retval__runtime, **kwargs)
-
     def on_retry(self, exc_info: Any) -> None:
         count("retried")
         super().on_retry(exc_info)
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True,
                    return_ok: bool = False) -> None:
+        # Celery's generated Request subclass handles success without calling super(),
+        # so successes are derived from the accepted total (see logfmt.tally).
         exc = getattr(exc_info, "exception", None)
-        exc = getattr(exc, "exc", exc)
-        if not isinstance(exc, Retry | Ignore | Reject):
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        if isinstance(exc, Ignore):
+            count("skipped")
+        elif not isinstance(exc, Retry | Reject):
             count("failed")
         if isinstance(exc, ContentDisallowed | DecodeError):
             try:

@@ -70,6 +70,11 @@ def install(
         "priority_steps": list(PRIORITY_STEPS),
         "sep": SEP,
         "visibility_timeout": settings.workers.visibility_timeout_s,
+        # kombu sweeps unacked messages every interval x throttle seconds (default
+        # 10 x 10): tie the sweep to the visibility timeout so a crashed worker's job
+        # comes back soon after it becomes visible again.
+        "unacked_restore_interval": max(1, min(10, settings.workers.visibility_timeout_s // 2)),
+        "unacked_restore_throttle": 1,
         "unacked_key": keys.unacked,
         "unacked_index_key": keys.unacked_index,
         "unacked_mutex_key": keys.unacked_mutex,

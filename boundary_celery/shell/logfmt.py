@@ -118,18 +118,28 @@ def _on_setup_logger(sender: Any = None, logger: logging.Logger | None = None,
 
 # -- the worker's own outcome counts for "Worker stopped" ------------------------------
 #
-# Counted in the worker's main process by BoundaryRequest's success/failure/retry
-# hooks (Celery calls them there for every pool), so no state is shared with children.
+# Counted in the worker's main process (BoundaryRequest's failure/retry hooks; Celery
+# calls them there for every pool). Successes are the accepted total minus the rest,
+# because Celery's generated Request class handles success without an overridable hook.
 
-_OUTCOMES = ("succeeded", "failed", "retried")
+_OUTCOMES = ("failed", "retried", "skipped")
 _tally: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
 
 
 def count(outcome: str) -> None:
-    """Add one ``succeeded``/``failed``/``retried`` attempt (worker main process)."""
+    """Add one ``failed``/``retried``/``skipped`` attempt (worker main process)."""
     _tally[outcome] += 1
 
 
 def tally() -> dict[str, int]:
     """Attempts this worker ran: processed (= succeeded + failed + retried) and each outcome."""
-    return {"processed": sum(_tally.values()), **_tally}
+    from celery.worker import state
+
+    accepted = sum(state.total_count.values())
+    succeeded = max(0, accepted - sum(_tally.values()))
+    return {
+        "processed": succeeded + _tally["failed"] + _tally["retried"],
+        "succeeded": succeeded,
+        "failed": _tally["failed"],
+        "retried": _tally["retried"],
+    }

@@ -1,9 +1,14 @@
--- Record a successful attempt.
--- KEYS: 1 job record, 2 queue stats hash
--- ARGV: 1 now ms, 2 result JSON, 3 duration ms, 4 TTL seconds
+-- Record a successful attempt, its counters and its duration histogram bucket.
+-- KEYS: 1 job record, 2 queue stats hash, 3 duration histogram hash, 4 histogram index set
+-- ARGV: 1 now ms, 2 result JSON, 3 duration ms, 4 TTL seconds,
+--       5 histogram bucket field, 6 histogram index member
 redis.call('HSET', KEYS[1], 'status', 'completed', 'completed_at', ARGV[1],
            'updated_at', ARGV[1], 'result', ARGV[2], 'duration_ms', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('HINCRBY', KEYS[2], 'succeeded', 1)
 redis.call('HINCRBYFLOAT', KEYS[2], 'duration_ms', ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[6])
+redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+redis.call('HINCRBY', KEYS[3], 'count', 1)
+redis.call('HINCRBYFLOAT', KEYS[3], 'sum_ms', ARGV[3])
 return 1

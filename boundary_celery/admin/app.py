@@ -1,0 +1,298 @@
+"""The admin ASGI app: JSON API over the job store, the dashboard and ``/metrics``.
+
+Endpoints are synchronous (Starlette runs them in its thread pool; the Redis client is
+thread safe). Every failure is a JSON :class:`~boundary_celery.admin.schemas.ErrorBody`
+with a 4xx status for bad input, 503 when Redis is unreachable; never an HTML 500.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import redis
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from boundary_celery.adapters.redis_records import record_to_job
+from boundary_celery.admin.metrics import make_registry, render_metrics
+from boundary_celery.admin.schemas import (
+    MAX_LIMIT,
+    ErrorBody,
+    FailedJobsResponse,
+    JobDetailResponse,
+    PurgeResponse,
+    QueueListResponse,
+    QueueSizeResponse,
+    RetryResponse,
+    ScheduledJob,
+    ScheduledJobsResponse,
+    openapi_document,
+)
+from boundary_celery.settings import AdminSettings
+
+if TYPE_CHECKING:
+    from boundary_celery.shell.jobs import Jobs
+
+__all__ = ["ApiError", "create_admin_app", "serve_admin"]
+
+log = logging.getLogger("boundary_celery.admin")
+
+Handler = Callable[[Request], Response]
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": message, "status": status}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = ErrorBody(error=message, status=status).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def model_response(model: BaseModel, status: int = 200) -> Response:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _token_ok(given: str | None, *accepted: str | None) -> bool:
+    if given is None:
+        return False
+    return any(tok and hmac.compare_digest(given.encode(), tok.encode()) for tok in accepted)
+
+
+def parse_job_id(raw: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except (ValueError, AttributeError, TypeError):
+        raise ApiError(400, f"job id must be a UUID, got {raw!r}") from None
+
+
+def parse_limit(request: Request, default: int) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"limit must be an integer between 1 and {MAX_LIMIT}, "
+                            f"got {raw!r}") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}, got {value}")
+    return value
+
+
+def parse_flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return False
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ApiError(400, f"{name} must be true or false, got {raw!r}")
+
+
+def create_admin_app(jobs: Jobs, settings: AdminSettings | None = None) -> Starlette:
+    """The admin ASGI app for ``jobs`` (auth from ``settings``, default ``jobs.settings.admin``).
+
+    With ``settings.token`` every route but the static dashboard page requires
+    ``Authorization: Bearer <token>``. ``/metrics`` accepts ``settings.metrics_token`` (or
+    the admin token); without any token it is open.
+    """
+    cfg = settings if settings is not None else jobs.settings.admin
+    admin_token = cfg.token or None
+    metrics_token = cfg.metrics_token or None
+    registry = make_registry(jobs)
+    openapi = openapi_document(auth=admin_token is not None,
+                               metrics_auth=(metrics_token or admin_token) is not None)
+
+    def guarded(*tokens: str | None) -> Callable[[Handler], Handler]:
+        needed = [t for t in tokens if t]
+
+        def wrap(fn: Handler) -> Handler:
+            @functools.wraps(fn)
+            def endpoint(request: Request) -> Response:
+                if needed and not _token_ok(_bearer(request), *needed):
+                    return error_response(
+                        401, "missing or invalid bearer token (Authorization: Bearer <token>)",
+                        headers={"WWW-Authenticate": 'Bearer realm="boundary-admin"'},
+                    )
+                try:
+                    return fn(request)
+                except ApiError as exc:
+                    return error_response(exc.status, exc.message)
+                except redis.RedisError as exc:
+                    log.warning("admin: job store unavailable: %s", exc)
+                    return error_response(503, f"job store unavailable: {exc}")
+                except Exception:
+                    log.exception("admin: unexpected error on %s", request.url.path)
+                    return error_response(500, "internal error (see the admin server log)")
+
+            return endpoint
+
+        return wrap
+
+    api = guarded(admin_token)
+
+    def known_queues() -> set[str]:
+        names = set(jobs.list_queues())
+        names.update(jobs.settings.store.declared_queues or ())
+        return names
+
+    @api
+    def stats(request: Request) -> Response:
+        return model_response(jobs.job_stats())
+
+    @api
+    def failed(request: Request) -> Response:
+        limit = parse_limit(request, 20)
+        return model_response(FailedJobsResponse(
+            jobs=jobs.failed_jobs(limit), limit=limit, dlq_size=jobs.dlq_size()))
+
+    @api
+    def purge_all(request: Request) -> Response:
+        return model_response(PurgeResponse(purged=jobs.purge_dlq(None)))
+
+    @api
+    def purge_one(request: Request) -> Response:
+        jid = parse_job_id(request.path_params["id"])
+        removed = jobs.purge_dlq(jid)
+        if not removed:
+            raise ApiError(404, f"job {jid} is not in the dead letter queue")
+        return model_response(PurgeResponse(purged=removed))
+
+    @api
+    def scheduled(request: Request) -> Response:
+        limit = parse_limit(request, 50)
+        rows = jobs.store.scheduled_ids(limit)
+        pipe = jobs.store.client.pipeline(transaction=False)
+        for jid, _ in rows:
+            pipe.hgetall(jobs.store.keys.job(jid))
+        records = pipe.execute() if rows else []
+        items = [ScheduledJob(id=jid, due_at_ms=due, job=record_to_job(rec) if rec else None)
+                 for (jid, due), rec in zip(rows, records, strict=True)]
+        return model_response(ScheduledJobsResponse(
+            jobs=items, scheduled_count=jobs.scheduled_count()))
+
+    @api
+    def queues(request: Request) -> Response:
+        return model_response(QueueListResponse(queues=sorted(known_queues())))
+
+    @api
+    def queue_size(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in known_queues():
+            raise ApiError(404, f"unknown queue {name!r} (known: "
+                                f"{', '.join(sorted(known_queues())) or 'none'})")
+        by_level = jobs.queue_sizes_by_priority(name)
+        return model_response(QueueSizeResponse(
+            queue_name=name, size=sum(by_level.values()), size_by_priority=by_level))
+
+    @api
+    def job_detail(request: Request) -> Response:
+        jid = parse_job_id(request.path_params["id"])
+        found = jobs.store.find_job_with_extras(jid)
+        if found is None:
+            raise ApiError(404, f"job {jid} not found")
+        job, extras = found
+        in_dlq = jobs.store.client.zscore(jobs.store.keys.dlq, jid) is not None
+        return model_response(JobDetailResponse(
+            job=job, attempts=int(extras.get("attempts", 0)), worker=extras.get("worker"),
+            in_dlq=in_dlq))
+
+    @api
+    def retry(request: Request) -> Response:
+        jid = parse_job_id(request.path_params["id"])
+        reset = parse_flag(request, "reset_retries")
+        job = jobs.retry_job(jid, reset_retries=reset)
+        if job is None:
+            if jobs.find_job(jid) is None:
+                raise ApiError(404, f"job {jid} not found")
+            raise ApiError(409, f"job {jid} is not in the dead letter queue; only dead jobs "
+                                "can be retried")
+        return model_response(RetryResponse(message="Job queued for retry", job=job))
+
+    @guarded(metrics_token, admin_token)
+    def metrics(request: Request) -> Response:
+        return Response(render_metrics(registry),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @api
+    def openapi_json(request: Request) -> Response:
+        return JSONResponse(openapi)
+
+    dashboard_html = resources.files("boundary_celery.admin").joinpath(
+        "static/dashboard.html").read_text(encoding="utf-8")
+
+    def dashboard(request: Request) -> Response:
+        return HTMLResponse(dashboard_html, headers={"Cache-Control": "no-cache"})
+
+    def root(request: Request) -> Response:
+        return RedirectResponse("/dashboard")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            message = exc.detail if exc.status_code != 404 else (
+                f"no route for {request.method} {request.url.path}")
+            return error_response(exc.status_code, str(message), headers=exc.headers)
+        return error_response(500, "internal error")
+
+    routes = [
+        Route("/", root, methods=["GET"], include_in_schema=False),
+        Route("/dashboard", dashboard, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/api/admin/jobs/stats", stats, methods=["GET"]),
+        Route("/api/admin/jobs/failed", failed, methods=["GET"]),
+        Route("/api/admin/jobs/failed", purge_all, methods=["DELETE"]),
+        Route("/api/admin/jobs/failed/{id}", purge_one, methods=["DELETE"]),
+        Route("/api/admin/jobs/scheduled", scheduled, methods=["GET"]),
+        Route("/api/admin/jobs/queues", queues, methods=["GET"]),
+        Route("/api/admin/jobs/queues/{name:path}/size", queue_size, methods=["GET"]),
+        Route("/api/admin/jobs/{id}", job_detail, methods=["GET"]),
+        Route("/api/admin/jobs/{id}/retry", retry, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    app.state.jobs = jobs
+    app.state.openapi = openapi
+    return app
+
+
+def serve_admin(jobs: Jobs, host: str | None = None, port: int | None = None,
+                settings: AdminSettings | None = None, **uvicorn_options: Any) -> None:
+    """Run the admin app with uvicorn (blocks). Host/port default to ``[admin]`` settings."""
+    import uvicorn
+
+    cfg = settings if settings is not None else jobs.settings.admin
+    uvicorn.run(
+        create_admin_app(jobs, cfg),
+        host=host or cfg.host,
+        port=port if port is not None else cfg.port,
+        log_level=uvicorn_options.pop("log_level", "info"),
+        **uvicorn_options,
+    )

@@ -1,0 +1,1 @@
+"""Tests of the admin HTTP API, the dashboard and the Prometheus metrics."""

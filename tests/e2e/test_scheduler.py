@@ -1,0 +1,114 @@
+"""Delayed jobs and the scheduler: timing, exactly-once with concurrent schedulers, SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+from boundary_celery.adapters.redis_keys import list_keys
+from boundary_celery.core.job import JobStatus
+from boundary_celery.testing import wait_for
+from tests.conftest import ROOT
+
+
+def _queued_ids(sandbox, queue):
+    r = sandbox.redis
+    ids = []
+    for key in list_keys(queue):
+        ids.extend(json.loads(m)["headers"]["id"] for m in r.lrange(key, 0, -1))
+    return ids
+
+
+def _scheduler(sandbox, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tests.e2e.jobs_app", "boundary", "scheduler",
+         "--interval-ms", "50", *extra],
+        env=sandbox.env(BOUNDARY_SCHEDULER__BATCH_SIZE="50"), cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+
+
+def test_scheduled_job_waits_then_runs_within_interval(sandbox, make_jobs, worker_factory):
+    _, jobs = make_jobs()
+    q = sandbox.queue()
+    worker_factory([q])  # embedded scheduler, interval 100 ms
+    execute_at = datetime.now(UTC) + timedelta(seconds=2)
+    job_id = jobs.schedule("e2e.slow", {"key": "s", "seconds": 0}, execute_at=execute_at,
+                           queue=q, priority="high")
+    assert jobs.find_job(job_id).status is JobStatus.SCHEDULED
+    assert jobs.queue_size(q) == 0 and jobs.scheduled_count() == 1
+
+    r = sandbox.redis
+    started = float(wait_for(lambda: r.lindex(f"{sandbox.prefix}:started:s", 0), timeout=10))
+    assert started >= execute_at.timestamp()
+    assert started <= execute_at.timestamp() + 0.1 + 1.0
+    job = wait_for(lambda: (j := jobs.find_job(job_id)) and j.status is JobStatus.COMPLETED
+                   and j, timeout=5)
+    assert job.priority.value == "high" and job.execute_at is not None
+
+
+def test_celery_eta_goes_to_the_scheduler_not_to_the_worker(sandbox, make_jobs):
+    app, jobs = make_jobs()
+    q = sandbox.queue()
+
+    def slow(key: str, seconds: float) -> str:
+        return key
+
+    jobs.register_handler("e2e.slow", slow)
+    res = app.tasks["e2e.slow"].apply_async(kwargs={"key": "x", "seconds": 0}, countdown=30,
+                                            queue=q)
+    assert jobs.scheduled_count() == 1 and jobs.queue_size(q) == 0
+    assert sandbox.redis.zscore(sandbox.keys.scheduled, res.id) is not None
+
+
+def test_two_schedulers_publish_each_due_job_exactly_once(sandbox, make_jobs):
+    _, jobs = make_jobs()
+    q = sandbox.queue()
+    soon = datetime.now(UTC) + timedelta(seconds=1.5)
+    ids = {jobs.schedule("e2e.record", {"tag": str(i)}, execute_at=soon, queue=q)
+           for i in range(500)}
+    assert jobs.scheduled_count() == 500
+    procs = [_scheduler(sandbox), _scheduler(sandbox)]
+    try:
+        wait_for(lambda: jobs.scheduled_count() == 0, timeout=20, message="all moved")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(10)
+    queued = _queued_ids(sandbox, q)
+    assert len(queued) == 500 and set(queued) == ids
+    assert sandbox.redis.hlen(sandbox.keys.scheduled_messages) == 0
+    assert all(jobs.find_job(i).status is JobStatus.PENDING for i in list(ids)[:20])
+
+
+def test_scheduler_killed_while_moving_loses_nothing(sandbox, make_jobs):
+    _, jobs = make_jobs()
+    q = sandbox.queue()
+    n = 20_000
+    r = sandbox.redis
+    # Fill the scheduled set quickly with jobs already due (pipelined publishes).
+    past = datetime.now(UTC) + timedelta(seconds=3)
+    ids = [jobs.schedule("e2e.record", {"tag": str(i)}, execute_at=past, queue=q)
+           for i in range(n)]
+    wait_for(lambda: datetime.now(UTC) > past, timeout=10)
+    victim = _scheduler(sandbox)
+    wait_for(lambda: 0 < jobs.queue_size(q) < n, timeout=15, interval=0.001,
+             message="scheduler is moving")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+    moved_before = jobs.queue_size(q)
+    assert moved_before < n, "killed too late to prove anything"
+    finisher = _scheduler(sandbox)
+    try:
+        wait_for(lambda: jobs.scheduled_count() == 0, timeout=30)
+    finally:
+        finisher.send_signal(signal.SIGTERM)
+        finisher.wait(10)
+    queued = _queued_ids(sandbox, q)
+    assert len(queued) == n and set(queued) == set(ids)
+    assert r.hlen(sandbox.keys.scheduled_messages) == 0
