@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 from boundary_celery.core.job import JobStatus
@@ -26,7 +27,7 @@ def test_fails_twice_then_succeeds_with_backoff(sandbox, make_jobs, worker_facto
     assert job.priority.value == "high"
     times = [float(t) for t in sandbox.redis.lrange(f"{sandbox.prefix}:attempts:k1", 0, -1)]
     assert len(times) == 3
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     # policy of e2e.flaky: 500 ms then 1000 ms; scheduler interval 100 ms
     for gap, expected in zip(gaps, (0.5, 1.0), strict=True):
         assert expected - 0.05 <= gap <= expected + 0.6, gaps
