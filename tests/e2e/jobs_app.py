@@ -8,16 +8,35 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
 from celery import Celery
 
 import boundary_celery
-from boundary_celery import JobResult, boundary_job, current_job, current_tenant
+from boundary_celery import (
+    JobResult,
+    UnknownTenantError,
+    boundary_job,
+    current_job,
+    current_tenant,
+)
+
+KNOWN_TENANTS = {"acme", "globex"}
+
+
+@contextmanager
+def tenant_scope(tenant_id: str) -> Iterator[None]:
+    """The tenant hook: refuses unknown tenants (a real one would set search_path)."""
+    if tenant_id not in KNOWN_TENANTS:
+        raise UnknownTenantError(f"unknown tenant {tenant_id!r}")
+    yield
+
 
 app = Celery("e2e")
-jobs = boundary_celery.install(app)
+jobs = boundary_celery.install(app, tenant_hook=tenant_scope)
 
 PREFIX = os.environ.get("BOUNDARY_STORE__KEY_PREFIX", "boundary")
 _redis = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"),
