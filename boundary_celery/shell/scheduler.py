@@ -77,6 +77,9 @@ class WorkerScheduler(bootsteps.StartStopStep):
     """Worker bootstep: embedded scheduler plus this worker's heartbeat."""
 
     label = "boundary scheduler"
+    # Start after the pool has forked its children, so no thread of ours is running
+    # (and possibly holding an import or logging lock) when a child is created.
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
@@ -100,6 +103,8 @@ class WorkerScheduler(bootsteps.StartStopStep):
         self.loop = SchedulerLoop(jobs, interval_ms=interval, heartbeat=heartbeat)
         if not embedded:
             self.loop.run_once = lambda: 0  # type: ignore[method-assign]
+        heartbeat()  # first pass in the main thread: lazy imports happen here, not
+        self.loop.run_once()  # in the thread while a pool child may be forked
         self.loop.start()
         log.info(event("Scheduler started", worker=hostname, embedded=embedded,
                        interval_ms=interval))

@@ -14,6 +14,8 @@ from boundary_celery.core.errors import JobValidationError
 from boundary_celery.core.job import JobInput
 from boundary_celery.core.priority import Priority
 from boundary_celery.core.retry import RetryPolicy
+from boundary_celery.shell.execution import run_delivery
+from boundary_celery.shell.install import jobs_of
 
 
 class BoundaryTask(Task):
@@ -39,8 +41,6 @@ class BoundaryTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.request.called_directly:
             return self.run(*args, **kwargs)
-        from boundary_celery.shell.execution import run_delivery
-
         return run_delivery(self, args, kwargs)
 
     def apply_async(  # type: ignore[override]
@@ -56,8 +56,6 @@ class BoundaryTask(Task):
     ) -> AsyncResult:
         """Publish as a job. ``priority`` takes a level name or a Celery int (0-9);
         ``eta``/``countdown`` go to the boundary scheduler, never to a Celery ETA."""
-        from boundary_celery.shell.install import jobs_of
-
         jobs = jobs_of(self.app)
         execute_at = _execute_at(options.pop("eta", None), options.pop("countdown", None))
         job, defaulted = jobs.prepare(
