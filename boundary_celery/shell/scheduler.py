@@ -84,6 +84,7 @@ class WorkerScheduler(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self.loop: SchedulerLoop | None = None
+        self.metrics_server: Any = None
 
     def start(self, worker: Any) -> None:
         jobs = jobs_of(worker.app)
@@ -106,10 +107,20 @@ class WorkerScheduler(bootsteps.StartStopStep):
         heartbeat()  # first pass in the main thread: lazy imports happen here, not
         self.loop.run_once()  # in the thread while a pool child may be forked
         self.loop.start()
+        port = jobs.settings.workers.metrics_port
+        if port is not None:
+            from boundary_celery.admin.metrics import start_worker_metrics_server
+
+            self.metrics_server, _ = start_worker_metrics_server(
+                jobs, port, addr=jobs.settings.admin.host
+            )
+            log.info(event("Metrics served", worker=hostname, port=port))
         log.info(event("Scheduler started", worker=hostname, embedded=embedded,
                        interval_ms=interval))
 
     def stop(self, worker: Any) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
         if self.loop is not None:
             self.loop.stop()
             try:
