@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -103,6 +104,9 @@ def install(
     )
     if app.conf.worker_concurrency is None:
         app.conf.worker_concurrency = settings.workers.count
+    if scheme == "rediss" and not app.conf.broker_use_ssl:
+        # kombu enables TLS by itself only for a transport literally named "rediss".
+        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     if WorkerScheduler not in app.steps["worker"]:
         app.steps["worker"].add(WorkerScheduler)
     jobs = Jobs(app, settings, store, tenant_hook=tenant_hook)
