@@ -10,13 +10,17 @@ other tools read the broker as usual). Compared with kombu's Redis transport it:
 - reads the priority lists of every consumed queue most urgent level first (strict
   priority across queues, whatever kombu's own key order);
 - dead-letters a broker message it cannot parse instead of raising in the consumer loop
-  (the message would otherwise be lost after BRPOP removed it).
+  (the message would otherwise be lost after BRPOP removed it);
+- reuses one redis client per channel for publishes and acks (kombu 5.7 builds a new
+  ``redis.Redis`` around the same pool on every call, which costs the consumer time).
 """
 
 # kombu/celery internals used here are untyped attributes of their classes.
 # mypy: disable-error-code="attr-defined"
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -44,9 +48,24 @@ class Channel(kombu_redis.Channel):
     boundary_dlq_max_age_days = 180
     priority_steps = list(PRIORITY_STEPS)
 
+    _boundary_client: Any = None
+
     @cached_property
     def boundary_keys(self) -> Keys:
         return Keys(self.boundary_prefix)
+
+    @contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        """kombu's pooled client, kept for the life of its pool (a fork or a reconnect
+        gives kombu a new pool, and so a new client here)."""
+        if client:
+            yield client
+            return
+        pool = self.pool
+        cached = self._boundary_client
+        if cached is None or cached.connection_pool is not pool:
+            cached = self._boundary_client = self._create_client()
+        yield cached
 
     # -- publishing -----------------------------------------------------------------
 
