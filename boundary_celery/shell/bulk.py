@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from kombu.utils.json import dumps
 
-from boundary_celery.adapters.redis_records import flatten, job_fields, to_ms
+from boundary_celery.core.errors import JobValidationError
 from boundary_celery.core.job import Job
-from boundary_celery.shell import headers as H
-from boundary_celery.shell.jobs import message_meta, utcnow
+from boundary_celery.shell.jobs import utcnow
 
 if TYPE_CHECKING:
     from boundary_celery.shell.jobs import Jobs
@@ -33,21 +32,9 @@ DEFAULT_BATCH_SIZE = 1000
 _ITEM_KEYS = ("job_type", "args")
 
 
-def _headers(job: Job) -> dict[str, Any]:
-    """The headers :meth:`Jobs.publish` sends for a new job (whole record, own due time).
-
-    Kept in step with ``Jobs.publish``; see the report for a shared helper proposal.
-    """
-    headers: dict[str, Any] = {
-        H.META: message_meta(job),
-        H.RECORD: flatten(job_fields(job)),
-    }
-    if job.execute_at is not None and job.execute_at > utcnow():
-        headers[H.DUE] = to_ms(job.execute_at)
-    return headers
-
-
-def build_jobs(jobs: Jobs, items: Sequence[Mapping[str, Any]]) -> list[Job]:
+def build_jobs(
+    jobs: Jobs, items: Sequence[Mapping[str, Any]]
+) -> list[tuple[Job, tuple[str, ...]]]:
     """Validate every item before anything is published (all or nothing on bad input).
 
     An item is ``{"job_type": ..., "args": {...}, **options}`` with the options of
@@ -58,10 +45,10 @@ def build_jobs(jobs: Jobs, items: Sequence[Mapping[str, Any]]) -> list[Job]:
     built = []
     for item in items:
         if "job_type" not in item:
-            raise ValueError(f"enqueue_many item without job_type: {item!r}")
+            raise JobValidationError("job_type", None, f"required in enqueue_many item {item!r}")
         options = {k: v for k, v in item.items() if k not in _ITEM_KEYS}
         options.setdefault("now", now)
-        built.append(jobs.build_job(item["job_type"], item.get("args"), **options))
+        built.append(jobs.prepare(item["job_type"], item.get("args"), **options))
     return built
 
 
@@ -87,10 +74,10 @@ def enqueue_many(
         channel: Any = conn.default_channel
         batch = channel.create_publish_batch(max_size=batch_size)
         try:
-            for job in built:
+            for job, defaulted in built:
                 jid = str(job.id)
                 msg = amqp.as_task_v2(jid, job.job_type, args=(), kwargs=job.args)
-                headers = {**msg.headers, **_headers(job)}
+                headers = {**msg.headers, **jobs.message_headers(job, defaulted=defaulted)}
                 properties = {**msg.properties, "delivery_mode": 2,
                               "priority": job.priority.rank}
                 message = channel.prepare_message(
@@ -104,4 +91,4 @@ def enqueue_many(
             raise
         finally:
             batch.close()
-    return [str(job.id) for job in built]
+    return [str(job.id) for job, _ in built]

@@ -196,6 +196,32 @@ class Jobs:
 
         ``fields`` defaults to the whole record; ``due`` defaults to ``job.execute_at``.
         """
+        headers = self.message_headers(
+            job, fields=fields, due=due, counter=counter, clear=clear,
+            no_handler_since=no_handler_since, defaulted=defaulted,
+        )
+        self.app.send_task(
+            job.job_type,
+            kwargs=job.args,
+            task_id=str(job.id),
+            queue=job.queue,
+            routing_key=job.queue,
+            priority=job.priority.rank,
+            headers=headers,
+        )
+
+    @staticmethod
+    def message_headers(
+        job: Job,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        due: datetime | None = None,
+        counter: str = "",
+        clear: Iterable[str] = (),
+        no_handler_since: int | None = None,
+        defaulted: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        """The boundary headers of ``job``'s message (read by the worker and the transport)."""
         due = due if due is not None else job.execute_at
         headers: dict[str, Any] = {
             H.META: message_meta(job, no_handler_since, defaulted),
@@ -208,15 +234,14 @@ class Jobs:
         clear = list(clear)
         if clear:
             headers[H.CLEAR] = clear
-        self.app.send_task(
-            job.job_type,
-            kwargs=job.args,
-            task_id=str(job.id),
-            queue=job.queue,
-            routing_key=job.queue,
-            priority=job.priority.rank,
-            headers=headers,
-        )
+        return headers
+
+    def enqueue_many(self, items: Iterable[Mapping[str, Any]], batch_size: int = 500) -> list[str]:
+        """Validate every item, then publish them pipelined; returns the job ids in order.
+        Items are ``{"job_type": ..., "args": {...}, **options of enqueue}``."""
+        from boundary_celery.shell.bulk import enqueue_many
+
+        return enqueue_many(self, list(items), batch_size=batch_size)
 
     def queue_size(self, queue_name: str) -> int:
         """Jobs waiting in ``queue_name`` at every level (scheduled ones not counted)."""

@@ -31,7 +31,7 @@ def test_enqueue_many_writes_records_and_messages_then_drains(
 ) -> None:
     _, jobs = make_jobs()
     queue = sandbox.queue("bulk")
-    ids = enqueue_many(jobs, _items(queue), batch_size=200)
+    ids = jobs.enqueue_many(_items(queue), batch_size=200)
     assert len(ids) == N and len(set(ids)) == N
 
     r = sandbox.redis
