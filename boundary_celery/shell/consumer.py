@@ -48,13 +48,23 @@ def _queue(message: Any, meta: dict[str, Any]) -> str:
     return str(meta.get("q") or info.get("routing_key") or "default")
 
 
+def _readable_job(jobs: Jobs, job_id: Any) -> Job | None:
+    """The stored job with this id, or None if there is none or it cannot be read."""
+    if not job_id:
+        return None
+    try:
+        return jobs.store.find_job(str(job_id))
+    except Exception:
+        return None
+
+
 def dead_letter_message(app: Any, message: Any, reason: str, error_type: str) -> Job:
     """Dead-letter a delivered message that cannot run, keeping what it says."""
     jobs = jobs_of(app)
     headers = getattr(message, "headers", None) or {}
     meta = headers.get(H.META) or {}
     now = utcnow()
-    existing = jobs.store.find_job(str(headers.get("id"))) if headers.get("id") else None
+    existing = _readable_job(jobs, headers.get("id"))
     if existing is not None and existing.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
         existing = None
     try:

@@ -2,14 +2,17 @@
 
 The core decides (start, settle: complete / retry with a delay / dead-letter); this
 module only reads the message, calls the handler and writes what was decided.
-Three Redis round trips per successful job: begin, complete (both Lua), plus the
-publish of the original message.
+Redis round trips per successful job beyond Celery's own: the publish (which also
+writes the record), and ``complete``. ``begin`` rides in the consumer's unacked
+transaction (transport.QoS); it is a round trip of its own only where no consumer
+hook ran (e.g. ``task.apply()``).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -45,12 +48,46 @@ class JobFailedError(Exception):
     """Raised to Celery when a handler returned the failure shape (no exception)."""
 
 
-def job_from_delivery(task: BoundaryTask, kwargs: dict[str, Any]) -> tuple[Job, bool]:
-    """The job this delivery carries, and whether the message had boundary metadata."""
-    req = task.request
-    meta: dict[str, Any] = dict(getattr(req, H.META, None) or {})
+def effective_meta(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """The message's job meta without the values its publisher only guessed."""
+    meta = dict(raw or {})
     for guessed in meta.pop("d", ()):  # the publisher did not know this job type
         meta.pop(guessed, None)
+    return meta
+
+
+def effective_max_retries(task: BoundaryTask, meta: dict[str, Any]) -> int:
+    """The message's max_retries, else the job type's, else the configured default."""
+    if "mr" in meta:
+        return int(meta["mr"])
+    return _task_max_retries(task)
+
+
+def begin_hook(jobs: Jobs, worker: str) -> Callable[[Any], tuple[list[str], list[Any]] | None]:
+    """The ``begin.lua`` call for a message the worker receives (see transport.QoS)."""
+    from boundary_celery.shell.task import BoundaryTask
+
+    tasks = jobs.app.tasks
+    keys = jobs.store.keys
+
+    def call(message: Any) -> tuple[list[str], list[Any]] | None:
+        headers = message.headers or {}
+        raw = headers.get(H.META)
+        task = tasks.get(str(headers.get("task")))
+        if raw is None or not isinstance(task, BoundaryTask):
+            return None  # not a job message: the pool child (or the consumer) handles it
+        meta = effective_meta(raw)
+        return ([keys.job(str(headers["id"]))],
+                [to_ms(utcnow()), worker, int(meta.get("rc", 0)),
+                 effective_max_retries(task, meta)])
+
+    return call
+
+
+def job_from_delivery(task: BoundaryTask, kwargs: dict[str, Any]) -> Job:
+    """The job this delivery carries (from its message and the job type's definition)."""
+    req = task.request
+    meta = effective_meta(getattr(req, H.META, None))
     delivery = req.delivery_info or {}
     policy = meta.get("rp")
     job = Job(
@@ -61,11 +98,11 @@ def job_from_delivery(task: BoundaryTask, kwargs: dict[str, Any]) -> tuple[Job, 
         priority=meta.get("p") or task.boundary_priority,
         status=JobStatus.PENDING,
         retry_count=int(meta.get("rc", 0)),
-        max_retries=int(meta["mr"]) if "mr" in meta else _task_max_retries(task),
+        max_retries=effective_max_retries(task, meta),
         tenant_id=meta.get("t"),
         retry_policy=RetryPolicy.from_config(policy) if policy else task.boundary_retry_policy,
     )
-    return job, bool(meta)
+    return job
 
 
 def _task_max_retries(task: BoundaryTask) -> int:
@@ -77,12 +114,14 @@ def _task_max_retries(task: BoundaryTask) -> int:
 def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run one delivered job to a recorded outcome (see module docstring)."""
     jobs = jobs_of(task.app)
-    job, has_meta = job_from_delivery(task, kwargs)
+    job = job_from_delivery(task, kwargs)
     jid = str(job.id)
     now = utcnow()
-    create = () if has_meta else flatten(job_fields(job.model_copy(update={"created_at": now})))
-    verdict = jobs.store.begin(jid, to_ms(now), task.request.hostname or "", job.retry_count,
-                               job.max_retries, create)
+    verdict = getattr(task.request, H.VERDICT, None)  # begun on receipt by the consumer
+    if verdict is None or verdict == "missing":
+        create = flatten(job_fields(job.model_copy(update={"created_at": now})))
+        verdict = jobs.store.begin(jid, to_ms(now), task.request.hostname or "", job.retry_count,
+                                   job.max_retries, create)
     if verdict != "ok":
         log.info(event("Skipping delivery", job_id=jid, job_type=job.job_type, reason=verdict))
         raise Ignore()

@@ -19,3 +19,7 @@ DUE: Final = "x-boundary-due"
 COUNTER: Final = "x-boundary-count"
 
 TRANSIENT: Final = frozenset({RECORD, CLEAR, DUE, COUNTER})
+
+#: Set by the worker's consumer on receipt (never published): the result of the
+#: ``begin`` script run in the same round trip as kombu's unacked bookkeeping.
+VERDICT: Final = "boundary_verdict"

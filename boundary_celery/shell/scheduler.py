@@ -16,9 +16,11 @@ from typing import Any
 from celery import bootsteps
 
 from boundary_celery.adapters.redis_records import to_ms
+from boundary_celery.shell.execution import begin_hook
 from boundary_celery.shell.install import jobs_of
 from boundary_celery.shell.jobs import Jobs, utcnow
 from boundary_celery.shell.logfmt import event
+from boundary_celery.shell.transport import QoS
 
 log = logging.getLogger("boundary_celery.scheduler")
 
@@ -76,7 +78,7 @@ class SchedulerLoop:
 class WorkerScheduler(bootsteps.StartStopStep):
     """Worker bootstep: embedded scheduler plus this worker's heartbeat."""
 
-    label = "boundary scheduler"
+    label = "boundary scheduler"  # also: heartbeat, metrics port, consumer begin hook
     # Start after the pool has forked its children, so no thread of ours is running
     # (and possibly holding an import or logging lock) when a child is created.
     requires = ("celery.worker.components:Pool",)
@@ -89,6 +91,7 @@ class WorkerScheduler(bootsteps.StartStopStep):
     def start(self, worker: Any) -> None:
         jobs = jobs_of(worker.app)
         hostname = worker.hostname
+        QoS.begin_hook = begin_hook(jobs, hostname)  # before the consumer starts (it is last)
         ttl_ms = jobs.settings.workers.heartbeat_interval_s * 3 * 1000
         embedded = jobs.settings.scheduler.enabled
         heartbeat_every_s = jobs.settings.workers.heartbeat_interval_s

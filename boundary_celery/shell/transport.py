@@ -12,18 +12,23 @@ other tools read the broker as usual). Compared with kombu's Redis transport it:
 - dead-letters a broker message it cannot parse instead of raising in the consumer loop
   (the message would otherwise be lost after BRPOP removed it);
 - reuses one redis client per channel for publishes and acks (kombu 5.7 builds a new
-  ``redis.Redis`` around the same pool on every call, which costs the consumer time).
+  ``redis.Redis`` around the same pool on every call, which costs the consumer time);
+- in a worker, runs the job's ``begin`` script inside the MULTI/EXEC that records the
+  message as unacked, and hands the verdict to the pool in a header: marking a job
+  running costs no round trip of its own.
 """
 
 # kombu/celery internals used here are untyped attributes of their classes.
 # mypy: disable-error-code="attr-defined"
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
@@ -33,9 +38,43 @@ from boundary_celery.adapters.redis_store import enqueue_args, enqueue_keys, scr
 from boundary_celery.shell import headers as H
 from boundary_celery.shell.poison import dead_letter_poison
 
+#: ``hook(message) -> (keys, argv) | None``: the ``begin.lua`` call for a received
+#: message, installed by the worker bootstep (None: not a worker, or not a job).
+BeginHook = Callable[[Any], "tuple[list[str], list[Any]] | None"]
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's Redis ack emulation, with the job's ``begin`` in the same transaction."""
+
+    begin_hook: BeginHook | None = None
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        hook = QoS.begin_hook
+        call = hook(message) if hook is not None else None
+        if call is None:
+            return super().append(message, delivery_tag)
+        keys, argv = call
+        begin = script("begin")
+        delivery = message.delivery_info
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: kombu_redis.time()})
+            pipe.hset(self.unacked_key, delivery_tag,
+                      dumps([message._raw, delivery["exchange"], delivery["routing_key"]]))
+            pipe.evalsha(begin.sha, len(keys), *keys, *argv)
+            try:
+                verdict = bytes_to_str(pipe.execute()[2])
+            except redis.exceptions.NoScriptError:  # the rest of the transaction ran
+                with self.channel.conn_or_acquire() as client:
+                    verdict = bytes_to_str(begin(client, keys, argv))
+        # After the unacked copy was serialized: a redelivery never carries a verdict.
+        message.headers[H.VERDICT] = verdict
+        virtual.QoS.append(self, message, delivery_tag)
+
 
 class Channel(kombu_redis.Channel):
     """kombu Redis channel with Boundary's publish, consume and poison handling."""
+
+    QoS = QoS
 
     from_transport_options = (
         *kombu_redis.Channel.from_transport_options,

@@ -3,7 +3,8 @@
 -- ARGV: 1 now ms, 2 worker name, 3 retry count carried by the message,
 --       4 effective max retries, then field/value pairs used only when no record exists.
 -- Returns 'ok', or the reason to skip: 'completed', 'cancelled' or 'stale'
--- (the record already moved past this message's attempt: a duplicate delivery).
+-- (the record already moved past this message's attempt: a duplicate delivery),
+-- or 'missing' when there is no record and no fields to create one with.
 local cur = redis.call('HMGET', KEYS[1], 'status', 'retry_count')
 local status, rc = cur[1], tonumber(cur[2])
 if status == 'completed' or status == 'cancelled' then
@@ -12,7 +13,10 @@ end
 if rc and rc > tonumber(ARGV[3]) then
   return 'stale'
 end
-if not status and #ARGV > 4 then
+if not status then
+  if #ARGV <= 4 then
+    return 'missing'
+  end
   redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1],
