@@ -167,6 +167,8 @@ class WorkerSettings(BaseModel):
     visibility_timeout_s: int = Field(default=3600, gt=0)
     heartbeat_interval_s: int = Field(default=5, gt=0)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: Celery task events (Flower needs them); off saves the consumer 3 PUBLISHes a job.
+    task_events: bool = True
 
     @field_validator("queues")
     @classmethod

@@ -126,8 +126,10 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
         log.info(event("Skipping delivery", job_id=jid, job_type=job.job_type, reason=verdict))
         raise Ignore()
     running = start_job(job, now)
-    log.info(event("Processing job", job_id=jid, job_type=job.job_type, queue=job.queue,
-                   priority=job.priority.value, attempt=job.retry_count + 1))
+    verbose = log.isEnabledFor(logging.INFO)  # format the lines only when they are kept
+    if verbose:
+        log.info(event("Processing job", job_id=jid, job_type=job.job_type, queue=job.queue,
+                       priority=job.priority.value, attempt=job.retry_count + 1))
 
     exc: BaseException | None = None
     final = False
@@ -153,8 +155,9 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
         duration = done.duration_ms or 0.0
         jobs.store.complete(jid, job.queue, dumps(done.result), to_ms(end), duration,
                             histogram_target(jobs.store, job.job_type, job.queue, duration))
-        log.info(event("Job completed successfully", job_id=jid, job_type=job.job_type,
-                       duration_ms=done.duration_ms))
+        if verbose:
+            log.info(event("Job completed successfully", job_id=jid, job_type=job.job_type,
+                           duration_ms=done.duration_ms))
         return done.result
     if decided.retry_delay_ms is not None:
         due = end + timedelta(milliseconds=decided.retry_delay_ms)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from celery import signals
+from kombu import Exchange, Queue
 
 from boundary_celery.adapters.redis_keys import PRIORITY_STEPS, SEP
 from boundary_celery.adapters.redis_store import RedisJobStore
@@ -97,11 +98,14 @@ def install(
         task_acks_on_failure_or_timeout=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=settings.workers.prefetch_multiplier,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        worker_send_task_events=settings.workers.task_events,
+        task_send_sent_event=settings.workers.task_events,
         task_default_queue="default",
         worker_consumer="boundary_celery.shell.consumer:BoundaryConsumer",
     )
+    if not app.conf.task_queues:  # `celery worker` without -Q consumes [workers] queues
+        app.conf.task_queues = [Queue(q, Exchange(q), routing_key=q)
+                                for q in settings.workers.queues]
     if app.conf.worker_concurrency is None:
         app.conf.worker_concurrency = settings.workers.count
     if scheme == "rediss" and not app.conf.broker_use_ssl:

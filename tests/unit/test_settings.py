@@ -415,3 +415,20 @@ def test_password_is_masked_in_errors() -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(redis={"url": "http://user:sekrit@x"})
     assert "sekrit" not in str(info.value)
+
+
+def test_install_maps_workers_section_onto_celery(monkeypatch):
+    """[workers] queues become what `celery worker` consumes without -Q; task_events
+    switches Celery's task events (Flower needs them on, the default)."""
+    from celery import Celery
+
+    import boundary_celery
+    from boundary_celery.settings import BoundarySettings
+
+    on = Celery("on")
+    boundary_celery.install(on, BoundarySettings(workers={"queues": ["emails", "media"]}))
+    assert [q.name for q in on.conf.task_queues] == ["emails", "media"]
+    assert on.conf.worker_send_task_events is True and on.conf.task_send_sent_event is True
+    off = Celery("off")
+    boundary_celery.install(off, BoundarySettings(workers={"task_events": False}))
+    assert off.conf.worker_send_task_events is False and off.conf.task_send_sent_event is False
