@@ -87,8 +87,10 @@ def dead_letter_with(
     duration_ms: float | None,
     max_size: int,
     max_age_ms: int,
+    count: bool = True,
 ) -> None:
-    """Run ``dead_letter.lua`` on ``client`` (shared by the store and the transport)."""
+    """Run ``dead_letter.lua`` on ``client`` (shared by the store and the transport);
+    ``count`` adds the failure to the queue's counters."""
     script("dead_letter")(
         client,
         [keys.job(job_id), keys.dlq, keys.queue_stats(queue), keys.queues],
@@ -100,6 +102,7 @@ def dead_letter_with(
             now_ms - max_age_ms,
             keys.job_prefix,
             queue,
+            "1" if count else "0",
             *flatten(fields),
         ],
     )
@@ -215,12 +218,35 @@ class RedisJobStore:
         now_ms: int,
         fields: Mapping[str, Arg],
         duration_ms: float | None = None,
+        count: bool = True,
     ) -> None:
-        """Put a failed job in the DLQ with its final fields; trims the DLQ to its bounds."""
+        """Put a failed job in the DLQ with its final fields; trims the DLQ to its bounds.
+        ``count`` adds the failure (and its duration) to the queue's counters."""
         dead_letter_with(
             self.client, self.keys, job_id, queue, now_ms, fields,
             duration_ms=duration_ms, max_size=self.dlq_max_size, max_age_ms=self.dlq_max_age_ms,
+            count=count,
         )
+
+    def save(self, job_id: str, fields: Mapping[str, Arg]) -> None:
+        """Write a whole record (replacing the fields it names)."""
+        self.client.hset(self.keys.job(job_id), mapping=dict(fields))  # type: ignore[arg-type]
+
+    def count(self, queue: str, increments: Mapping[str, float]) -> None:
+        """Add to a queue's durable counters (succeeded, failed, retried, duration_ms)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(self.keys.queues, queue)
+        for name, amount in increments.items():
+            pipe.hincrbyfloat(self.keys.queue_stats(queue), name, amount)
+        pipe.execute()
+
+    def pop_message(self, queue: str) -> str | None:
+        """Take the most urgent waiting message of ``queue`` (RPOP level by level)."""
+        for key in list_keys(queue):
+            raw = self.client.rpop(key)
+            if raw is not None:
+                return str(raw)
+        return None
 
     def update(self, job_id: str, fields: dict[str, Arg]) -> None:
         """Set fields on an existing record."""

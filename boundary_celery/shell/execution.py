@@ -100,6 +100,7 @@ def job_from_delivery(task: BoundaryTask, kwargs: dict[str, Any]) -> Job:
         retry_count=int(meta.get("rc", 0)),
         max_retries=effective_max_retries(task, meta),
         tenant_id=meta.get("t"),
+        metadata=meta.get("m") or {},
         retry_policy=RetryPolicy.from_config(policy) if policy else task.boundary_retry_policy,
     )
     return job
@@ -184,7 +185,7 @@ def _context(job: Job) -> JobContext:
     return JobContext(
         job_id=str(job.id), job_type=job.job_type, queue=job.queue,
         priority=Priority(job.priority), tenant_id=job.tenant_id,
-        retry_count=job.retry_count, max_retries=job.max_retries,
+        retry_count=job.retry_count, max_retries=job.max_retries, metadata=dict(job.metadata),
     )
 
 

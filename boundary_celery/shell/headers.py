@@ -7,7 +7,8 @@ transport at publish time and stripped before the message is stored.
 from typing import Final
 
 #: Job fields the worker needs: q queue, p priority, rc retry count, mr max retries,
-#: t tenant id, rp retry policy, nh first time no worker had a handler (epoch ms).
+#: t tenant id, m metadata, rp retry policy, nh first time no worker had a handler
+#: (epoch ms), d fields the publisher only defaulted.
 META: Final = "boundary"
 #: Record field/value pairs to write with the message (a flat list).
 RECORD: Final = "x-boundary-record"

@@ -8,6 +8,7 @@ trip and diverts delayed messages to the scheduled set.
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -19,7 +20,7 @@ from boundary_celery.adapters.redis_keys import PRIORITY_STEPS
 from boundary_celery.adapters.redis_records import flatten, job_fields, to_ms
 from boundary_celery.adapters.redis_store import RedisJobStore
 from boundary_celery.core.errors import JobValidationError
-from boundary_celery.core.job import Job, JobInput, create_job, prepare_retry
+from boundary_celery.core.job import Job, JobInput, JobStatus, create_job, prepare_retry
 from boundary_celery.core.priority import Priority
 from boundary_celery.core.retry import RetryPolicy
 from boundary_celery.core.stats import JobStatsReport, QueueStats, average_duration
@@ -58,7 +59,7 @@ def policy_from_settings(settings: BoundarySettings) -> RetryPolicy:
 def message_meta(
     job: Job, no_handler_since: int | None = None, defaulted: Iterable[str] = ()
 ) -> dict[str, Any]:
-    """The compact ``boundary`` header the worker reads back.
+    """The compact ``boundary`` header the worker reads back (m is the job's metadata).
 
     ``defaulted`` names fields ("mr", "rp") the publisher only guessed because it does
     not know the job type: the worker's own task definition replaces them.
@@ -71,6 +72,8 @@ def message_meta(
     }
     if job.tenant_id is not None:
         meta["t"] = job.tenant_id
+    if job.metadata:
+        meta["m"] = job.metadata
     if job.retry_policy is not None:
         meta["rp"] = job.retry_policy.model_dump(mode="json")
     if no_handler_since is not None:
@@ -243,6 +246,15 @@ class Jobs:
 
         return enqueue_many(self, list(items), batch_size=batch_size)
 
+    def dequeue_job(self, queue_name: str) -> Job | None:
+        """Port form: take the most urgent waiting job of ``queue_name`` off the broker
+        (the caller runs it; a Celery worker normally does this)."""
+        raw = self.store.pop_message(queue_name)
+        if raw is None:
+            return None
+        job_id = json.loads(raw)["headers"]["id"]
+        return self.store.find_job(str(job_id))
+
     def queue_size(self, queue_name: str) -> int:
         """Jobs waiting in ``queue_name`` at every level (scheduled ones not counted)."""
         return sum(self.store.queue_depths([queue_name])[queue_name])
@@ -271,6 +283,28 @@ class Jobs:
         return self.store.list_queues()
 
     # -- the store (JobStore) ---------------------------------------------------------
+
+    def save_job(self, job: Job) -> None:
+        """Port form: write ``job``'s record as it is."""
+        self.store.save(str(job.id), job_fields(job))
+
+    def dead_letter(self, job: Job) -> None:
+        """Port form: put an already failed ``job`` in the DLQ (counted by record_outcome,
+        as in the other adapters)."""
+        now = job.completed_at or utcnow()
+        self.store.dead_letter(str(job.id), job.queue, to_ms(now), job_fields(job), count=False)
+
+    def record_outcome(self, job: Job) -> None:
+        """Port form: count a terminal outcome (completed or failed) and its duration.
+        (Jobs run by workers are counted by the store's scripts already.)"""
+        if job.status not in (JobStatus.COMPLETED, JobStatus.FAILED):
+            return
+        field = "succeeded" if job.status is JobStatus.COMPLETED else "failed"
+        self.store.count(job.queue, {field: 1, "duration_ms": job.duration_ms or 0.0})
+
+    def record_retry(self, job: Job) -> None:
+        """Port form: count one retry of ``job``."""
+        self.store.count(job.queue, {"retried": 1})
 
     def find_job(self, job_id: UUID | str) -> Job | None:
         return self.store.find_job(str(job_id))

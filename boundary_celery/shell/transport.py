@@ -61,13 +61,17 @@ class QoS(kombu_redis.QoS):
             pipe.hset(self.unacked_key, delivery_tag,
                       dumps([message._raw, delivery["exchange"], delivery["routing_key"]]))
             pipe.evalsha(begin.sha, len(keys), *keys, *argv)
+            verdict: str | None
             try:
                 verdict = bytes_to_str(pipe.execute()[2])
             except redis.exceptions.NoScriptError:  # the rest of the transaction ran
                 with self.channel.conn_or_acquire() as client:
                     verdict = bytes_to_str(begin(client, keys, argv))
-        # After the unacked copy was serialized: a redelivery never carries a verdict.
-        message.headers[H.VERDICT] = verdict
+            except redis.exceptions.ResponseError:  # unacked bookkeeping ran; the pool
+                verdict = None  # child runs begin itself and reports any error there
+        if verdict is not None:
+            # After the unacked copy was serialized: a redelivery never carries a verdict.
+            message.headers[H.VERDICT] = verdict
         virtual.QoS.append(self, message, delivery_tag)
 
 

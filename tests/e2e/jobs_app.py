@@ -88,4 +88,5 @@ def slow(key: str, seconds: float) -> str:
 def whoami() -> dict[str, Any]:
     ctx = current_job()
     assert ctx is not None
-    return {"job_id": ctx.job_id, "tenant": current_tenant(), "attempt": ctx.attempt}
+    return {"job_id": ctx.job_id, "tenant": current_tenant(), "attempt": ctx.attempt,
+            "metadata": ctx.metadata}

@@ -2,14 +2,17 @@
 -- KEYS: 1 job record, 2 DLQ zset, 3 queue stats hash, 4 queue-names set
 -- ARGV: 1 now ms, 2 job id, 3 duration ms ('' = not run), 4 max DLQ size,
 --       5 oldest score kept, 6 record key prefix, 7 queue name,
+--       8 '1' to count the failure in the queue's counters ('0' not to),
 --       then field/value pairs to set on the record.
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('PERSIST', KEYS[1])
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[7])
-redis.call('HINCRBY', KEYS[3], 'failed', 1)
-if ARGV[3] ~= '' then
-  redis.call('HINCRBYFLOAT', KEYS[3], 'duration_ms', ARGV[3])
+if ARGV[8] == '1' then
+  redis.call('HINCRBY', KEYS[3], 'failed', 1)
+  if ARGV[3] ~= '' then
+    redis.call('HINCRBYFLOAT', KEYS[3], 'duration_ms', ARGV[3])
+  end
 end
 local function drop(ids)
   for _, id in ipairs(ids) do
