@@ -184,25 +184,11 @@ class Jobs:
         """Port form: publish ``job`` on ``queue_name`` to run at ``execute_at``."""
         return self.enqueue_job(queue_name, job.model_copy(update={"execute_at": execute_at}))
 
-    def publish(
-        self,
-        job: Job,
-        *,
-        fields: Mapping[str, Any] | None = None,
-        due: datetime | None = None,
-        counter: str = "",
-        clear: Iterable[str] = (),
-        no_handler_since: int | None = None,
-        defaulted: Iterable[str] = (),
-    ) -> None:
+    def publish(self, job: Job, **header_options: Any) -> None:
         """Send ``job`` as a Celery task message; the record is written with it.
-
-        ``fields`` defaults to the whole record; ``due`` defaults to ``job.execute_at``.
-        """
-        headers = self.message_headers(
-            job, fields=fields, due=due, counter=counter, clear=clear,
-            no_handler_since=no_handler_since, defaulted=defaulted,
-        )
+        ``header_options`` as :meth:`message_headers` (by default the whole record, due
+        at ``job.execute_at``)."""
+        headers = self.message_headers(job, **header_options)
         self.app.send_task(
             job.job_type,
             kwargs=job.args,
