@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 #: kombu's Redis separator between a queue name and its priority step.
 SEP = "\x06\x16"
+#: Separator of queue and job type in duration histogram names.
+HIST_SEP = "\x1f"
 #: One kombu priority step per Boundary level: critical=0 ... bulk=4.
 PRIORITY_STEPS: tuple[int, ...] = (0, 1, 2, 3, 4)
 
@@ -60,6 +62,15 @@ class Keys:
 
     def queue_stats(self, queue: str) -> str:
         return f"{self.prefix}:stats:{queue}"
+
+    @property
+    def duration_index(self) -> str:
+        """Set of ``queue + HIST_SEP + job_type`` pairs that have a duration histogram."""
+        return f"{self.prefix}:metrics:duration"
+
+    def duration_hist(self, queue: str, job_type: str) -> str:
+        """Hash of one pair's histogram: ``b<i>`` bucket counts, ``count``, ``sum_ms``."""
+        return f"{self.prefix}:metrics:duration:{queue}{HIST_SEP}{job_type}"
 
     @property
     def workers(self) -> str:

@@ -8,6 +8,7 @@ the already-decided fields (the shell asks the core first).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,11 +18,13 @@ from typing import Any
 
 import redis
 
-from boundary_celery.adapters.redis_keys import Keys, list_keys
+from boundary_celery.adapters.redis_keys import HIST_SEP, Keys, list_keys
 from boundary_celery.adapters.redis_records import flatten, record_extras, record_to_job
 from boundary_celery.core.job import Job
+from boundary_celery.core.stats import DURATION_BUCKETS_MS, duration_bucket
 
 Arg = str | int | float
+log = logging.getLogger("boundary_celery.store")
 
 
 @dataclass(frozen=True)
@@ -196,20 +199,52 @@ class RedisJobStore:
     def complete(
         self,
         job_id: str,
+        job_type: str,
         queue: str,
         result_json: str,
         now_ms: int,
         duration_ms: float,
-        histogram: tuple[str, str, str, str],
     ) -> None:
-        """Record a success, count it, add its duration to ``histogram`` (key, index key,
-        index member, bucket field) and let the record expire after the TTL."""
-        hist_key, index_key, member, bucket = histogram
+        """Record a success, count it, add its duration to the job type's histogram and
+        let the record expire after the TTL (one script call)."""
+        k = self.keys
         script("complete")(
             self.client,
-            [self.keys.job(job_id), self.keys.queue_stats(queue), hist_key, index_key],
-            [now_ms, result_json, round(duration_ms, 3), self.completed_ttl_s, bucket, member],
+            [k.job(job_id), k.queue_stats(queue), k.duration_hist(queue, job_type),
+             k.duration_index],
+            [now_ms, result_json, round(duration_ms, 3), self.completed_ttl_s,
+             f"b{duration_bucket(duration_ms)}", f"{queue}{HIST_SEP}{job_type}"],
         )
+
+    def record_duration(self, job_type: str, queue: str, duration_ms: float) -> None:
+        """Add one observation to a duration histogram outside ``complete`` (dead letters).
+        Never raises: a metrics write must not fail a job (errors are logged)."""
+        k = self.keys
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.sadd(k.duration_index, f"{queue}{HIST_SEP}{job_type}")
+            pipe.hincrby(k.duration_hist(queue, job_type), f"b{duration_bucket(duration_ms)}", 1)
+            pipe.hincrby(k.duration_hist(queue, job_type), "count", 1)
+            pipe.hincrbyfloat(k.duration_hist(queue, job_type), "sum_ms",
+                              round(max(0.0, duration_ms), 3))
+            pipe.execute()
+        except Exception:
+            log.warning("could not record job duration", exc_info=True)
+
+    def duration_histograms(self) -> list[tuple[str, str, list[int], int, float]]:
+        """Stored histograms: (queue, job_type, per-bucket counts incl. +Inf, count, sum_ms)."""
+        k = self.keys
+        pairs = [tuple(m.split(HIST_SEP, 1)) for m in sorted(self.client.smembers(k.duration_index))
+                 if HIST_SEP in m]
+        pipe = self.client.pipeline(transaction=False)
+        for queue, job_type in pairs:
+            pipe.hgetall(k.duration_hist(queue, job_type))
+        out = []
+        for (queue, job_type), raw in zip(pairs, pipe.execute(), strict=True):
+            buckets = [int(raw.get(f"b{i}", 0)) for i in range(len(DURATION_BUCKETS_MS) + 1)]
+            out.append((queue, job_type, buckets, int(raw.get("count", 0)),
+                        float(raw.get("sum_ms", 0.0))))
+        return out
 
     def dead_letter(
         self,

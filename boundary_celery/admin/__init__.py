@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from boundary_celery.admin.app import create_admin_app, serve_admin
-    from boundary_celery.admin.metrics import record_duration, start_worker_metrics_server
+    from boundary_celery.admin.metrics import start_worker_metrics_server
 
-__all__ = ["create_admin_app", "record_duration", "serve_admin", "start_worker_metrics_server"]
+__all__ = ["create_admin_app", "serve_admin", "start_worker_metrics_server"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,7 +20,7 @@ def __getattr__(name: str) -> Any:
         from boundary_celery.admin import app
 
         return getattr(app, name)
-    if name in ("record_duration", "start_worker_metrics_server"):
+    if name == "start_worker_metrics_server":
         from boundary_celery.admin import metrics
 
         return getattr(metrics, name)

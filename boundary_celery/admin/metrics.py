@@ -3,8 +3,8 @@
 :class:`StoreCollector` is a ``prometheus_client`` collector: each scrape reads the durable
 Redis counters (``Jobs.job_stats()``), so the values equal the store's and survive restarts
 of the admin process and of the workers. The job duration histogram is kept in Redis too:
-:func:`record_duration` adds one observation (called by the worker when a job completes
-or is dead-lettered) and the collector turns the stored bucket counts into a histogram.
+the worker adds each observation (``complete.lua``, ``RedisJobStore.record_duration``) and
+the collector turns the stored bucket counts into a histogram.
 """
 
 from __future__ import annotations
@@ -24,89 +24,19 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from boundary_celery.core.priority import Priority
+from boundary_celery.core.stats import DURATION_BUCKETS_MS
 
 if TYPE_CHECKING:
-    from boundary_celery.adapters.redis_store import RedisJobStore
     from boundary_celery.shell.jobs import Jobs
 
 __all__ = [
-    "DURATION_BUCKETS_MS",
     "StoreCollector",
-    "duration_histograms",
     "make_registry",
-    "record_duration",
     "render_metrics",
     "start_worker_metrics_server",
 ]
 
 log = logging.getLogger("boundary_celery.admin.metrics")
-
-#: Upper bounds (ms) of the duration histogram's buckets; +Inf is implied.
-DURATION_BUCKETS_MS: tuple[float, ...] = (
-    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
-)
-_SEP = "\x1f"
-
-
-def _index_key(store: RedisJobStore) -> str:
-    return f"{store.keys.prefix}:metrics:duration"
-
-
-def _hist_key(store: RedisJobStore, job_type: str, queue: str) -> str:
-    return f"{store.keys.prefix}:metrics:duration:{queue}{_SEP}{job_type}"
-
-
-def _bucket_index(duration_ms: float) -> int:
-    for i, bound in enumerate(DURATION_BUCKETS_MS):
-        if duration_ms <= bound:
-            return i
-    return len(DURATION_BUCKETS_MS)  # +Inf
-
-
-def histogram_target(
-    store: RedisJobStore, job_type: str, queue: str, duration_ms: float
-) -> tuple[str, str, str, str]:
-    """(histogram key, index key, index member, bucket field) for one observation; the
-    worker's ``complete.lua`` applies it in the same round trip as the completion."""
-    member = f"{queue}{_SEP}{job_type}"
-    return (_hist_key(store, job_type, queue), _index_key(store), member,
-            f"b{_bucket_index(max(0.0, float(duration_ms)))}")
-
-
-def record_duration(store: RedisJobStore, job_type: str, queue: str, duration_ms: float) -> None:
-    """Add one observation to the ``job_type``/``queue`` duration histogram in Redis.
-
-    Never raises: a metrics write must not fail a job (errors are logged).
-    """
-    try:
-        value = max(0.0, float(duration_ms))
-        key = _hist_key(store, job_type, queue)
-        pipe = store.client.pipeline(transaction=True)
-        pipe.sadd(_index_key(store), f"{queue}{_SEP}{job_type}")
-        pipe.hincrby(key, f"b{_bucket_index(value)}", 1)
-        pipe.hincrby(key, "count", 1)
-        pipe.hincrbyfloat(key, "sum_ms", round(value, 3))
-        pipe.execute()
-    except Exception:  # metrics are best effort
-        log.warning("could not record job duration", exc_info=True)
-
-
-def duration_histograms(
-    store: RedisJobStore,
-) -> list[tuple[str, str, list[int], int, float]]:
-    """Stored histograms: (queue, job_type, per-bucket counts incl. +Inf, count, sum_ms)."""
-    members = sorted(store.client.smembers(_index_key(store)))
-    pairs = [tuple(m.split(_SEP, 1)) for m in members if _SEP in m]
-    pipe = store.client.pipeline(transaction=False)
-    for queue, job_type in pairs:
-        pipe.hgetall(_hist_key(store, job_type, queue))
-    out = []
-    for (queue, job_type), raw in zip(pairs, pipe.execute(), strict=True):
-        buckets = [int(raw.get(f"b{i}", 0)) for i in range(len(DURATION_BUCKETS_MS) + 1)]
-        out.append((queue, job_type, buckets, int(raw.get("count", 0)),
-                    float(raw.get("sum_ms", 0.0))))
-    return out
-
 
 class StoreCollector(Collector):
     """Reads the job store on every scrape (no in-process state)."""
@@ -169,7 +99,7 @@ class StoreCollector(Collector):
         hist = HistogramMetricFamily(
             "job_duration_ms", "Job run time in ms by job type and queue.",
             labels=["job_type", "queue"])
-        for queue, job_type, buckets, count, sum_ms in duration_histograms(self.jobs.store):
+        for queue, job_type, buckets, count, sum_ms in self.jobs.store.duration_histograms():
             hist.add_metric([job_type, queue], _cumulative(buckets, count), sum_value=sum_ms)
         yield hist
 

@@ -39,3 +39,18 @@ def average_duration(total_ms: float, count: int) -> float:
     if count <= 0:
         return 0.0
     return float(total_ms) / count
+
+
+#: Upper bounds (ms) of the job duration histogram's buckets; +Inf is implied.
+DURATION_BUCKETS_MS: tuple[float, ...] = (
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
+)
+
+
+def duration_bucket(duration_ms: float) -> int:
+    """Index of the histogram bucket a duration falls in (``len(DURATION_BUCKETS_MS)`` = +Inf)."""
+    value = max(0.0, float(duration_ms))
+    for i, bound in enumerate(DURATION_BUCKETS_MS):
+        if value <= bound:
+            return i
+    return len(DURATION_BUCKETS_MS)

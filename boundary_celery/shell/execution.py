@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from celery.exceptions import Ignore, Retry
 
 from boundary_celery.adapters.redis_records import dumps, flatten, job_fields, to_ms
-from boundary_celery.admin.metrics import histogram_target, record_duration
 from boundary_celery.core.errors import UnknownTenantError
 from boundary_celery.core.job import (
     Job,
@@ -154,8 +153,8 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
     done = decided.job
     if done.status is JobStatus.COMPLETED:
         duration = done.duration_ms or 0.0
-        jobs.store.complete(jid, job.queue, dumps(done.result), to_ms(end), duration,
-                            histogram_target(jobs.store, job.job_type, job.queue, duration))
+        jobs.store.complete(jid, job.job_type, job.queue, dumps(done.result), to_ms(end),
+                            duration)
         if verbose:
             log.info(event("Job completed successfully", job_id=jid, job_type=job.job_type,
                            duration_ms=done.duration_ms))
@@ -215,4 +214,4 @@ def _dead_letter(jobs: Jobs, job: Job, now: Any) -> None:
         fields["error"] = dumps(job.error.model_dump())
     jobs.store.dead_letter(str(job.id), job.queue, to_ms(now), fields, job.duration_ms)
     if job.duration_ms is not None:
-        record_duration(jobs.store, job.job_type, job.queue, job.duration_ms)
+        jobs.store.record_duration(job.job_type, job.queue, job.duration_ms)

@@ -12,11 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from boundary_celery.adapters.redis_records import to_ms
 from boundary_celery.admin import create_admin_app
-from boundary_celery.admin.metrics import (
-    DURATION_BUCKETS_MS,
-    record_duration,
-    start_worker_metrics_server,
-)
+from boundary_celery.admin.metrics import start_worker_metrics_server
+from boundary_celery.core.stats import DURATION_BUCKETS_MS
 from boundary_celery.shell.jobs import utcnow
 from boundary_celery.testing import Sandbox, wait_for
 
@@ -90,8 +87,8 @@ def test_duration_histogram_by_job_type_and_queue(
     _, jobs = make_jobs()
     q = sandbox.queue("q")
     for ms in (3, 40, 40, 700, 10**6):
-        record_duration(jobs.store, "emails.send", q, ms)
-    record_duration(jobs.store, "reports.build", q, 120)
+        jobs.store.record_duration("emails.send", q, ms)
+    jobs.store.record_duration("reports.build", q, 120)
 
     samples = scrape(TestClient(create_admin_app(jobs)).get("/metrics").text)
 
@@ -113,7 +110,7 @@ def test_record_duration_never_raises() -> None:
     from boundary_celery.adapters.redis_store import RedisJobStore
 
     dead = RedisJobStore("redis://127.0.0.1:1/0", socket_timeout_s=0.2)
-    record_duration(dead, "x", "q", 1.0)  # logged, not raised
+    dead.record_duration("x", "q", 1.0)  # logged, not raised
 
 
 def test_worker_metrics_server(make_jobs: Callable[..., Any], sandbox: Sandbox) -> None:
