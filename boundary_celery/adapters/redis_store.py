@@ -328,6 +328,19 @@ class RedisJobStore:
         """Forget a worker that stopped cleanly."""
         self.client.zrem(self.keys.workers, worker)
 
+    def erase(self, queues: Sequence[str] = ()) -> int:
+        """Delete every key under the prefix and the broker lists (and kombu bindings) of
+        ``queues``; returns how many keys were deleted. For test sandboxes and demos."""
+        r = self.client
+        doomed = list(r.scan_iter(f"{self.keys.prefix}:*", count=1000))
+        for q in queues:
+            doomed.extend(list_keys(q))
+            doomed.extend((f"_kombu.binding.{q}", f"_kombu.binding_permanent.{q}"))
+        deleted = 0
+        for start in range(0, len(doomed), 500):
+            deleted += int(r.delete(*doomed[start : start + 500]))
+        return deleted
+
     # -- reads ------------------------------------------------------------------------
 
     def record(self, job_id: str) -> dict[str, str]:
