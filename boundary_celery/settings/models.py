@@ -1,0 +1,187 @@
+"""The settings sections: one pydantic model per TOML table, with defaults and validation.
+
+Plain models that read nothing themselves; :class:`boundary_celery.settings.BoundarySettings`
+(in :mod:`boundary_celery.settings.sources`) nests them and fills them from the sources.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "RETRY_PRESETS",
+    "AdminSettings",
+    "LoggingSettings",
+    "RedisSettings",
+    "RetrySettings",
+    "SchedulerSettings",
+    "StoreSettings",
+    "WorkerSettings",
+]
+
+#: Named retry schedules understood by ``core.retry.RetryPolicy.preset`` (docs/core-contract.md).
+RETRY_PRESETS: frozenset[str] = frozenset({"reference", "immediate-30s-5m-1h"})
+
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
+
+_Section = ConfigDict(extra="forbid", validate_default=True)
+
+
+class RedisSettings(BaseModel):
+    """The guide's ``:boundary/redis`` map. ``url`` (``REDIS_URL``) wins when set."""
+
+    model_config = _Section
+
+    url: str | None = Field(default=None, repr=False)
+    host: str = Field(default="localhost", min_length=1)
+    port: int = Field(default=6379, ge=1, le=65535)
+    password: str | None = Field(default=None, repr=False)
+    database: int = Field(default=0, ge=0, le=15)
+    timeout_ms: int = Field(default=2000, gt=0)
+    max_total: int = Field(default=20, ge=1)
+    max_idle: int = Field(default=10, ge=0)
+    min_idle: int = Field(default=2, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> RedisSettings:
+        if self.min_idle > self.max_idle:
+            raise ValueError(
+                f"min_idle ({self.min_idle}) must not exceed max_idle ({self.max_idle})"
+            )
+        return self
+
+    def effective_url(self) -> str:
+        """``url`` if set, else ``redis://[:password@]host:port/database``."""
+        if self.url:
+            return self.url
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"redis://{auth}{host}:{self.port}/{self.database}"
+
+
+class WorkerSettings(BaseModel):
+    """The guide's ``:workers`` map. ``count`` becomes Celery's concurrency."""
+
+    model_config = _Section
+
+    count: int = Field(default=5, ge=1)
+    queues: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    poll_interval_ms: int = Field(default=1000, gt=0)
+    shutdown_timeout_ms: int = Field(default=30000, ge=0)
+    prefetch_multiplier: int = Field(default=1, ge=1)
+    visibility_timeout_s: int = Field(default=3600, gt=0)
+    heartbeat_interval_s: int = Field(default=5, gt=0)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: Celery task events (Flower needs them); off saves the consumer 3 PUBLISHes a job.
+    task_events: bool = True
+
+    @field_validator("queues")
+    @classmethod
+    def _check_queues(cls, value: list[str]) -> list[str]:
+        names = [name.strip() for name in value]
+        if any(not name for name in names):
+            raise ValueError("queue names must not be empty")
+        if len(set(names)) != len(names):
+            raise ValueError("queue names must be unique")
+        return names
+
+
+class SchedulerSettings(BaseModel):
+    """The guide's ``:scheduled-processor``: moves due delayed jobs and retries to their queues."""
+
+    model_config = _Section
+
+    enabled: bool = True
+    interval_ms: int = Field(default=5000, gt=0)
+    batch_size: int = Field(default=500, ge=1)
+
+
+class RetrySettings(BaseModel):
+    """Default retry policy (decisions.md "Retries"); a job type or an enqueue may override it."""
+
+    model_config = _Section
+
+    max_retries: int = Field(default=3, ge=0, le=25)
+    backoff_strategy: Literal["exponential", "linear", "constant", "schedule"] = "exponential"
+    initial_delay_ms: int = Field(default=1000, ge=0)
+    max_delay_ms: int = Field(default=60000, ge=0)
+    jitter: bool = False
+    schedule: list[int] = Field(default_factory=list)
+    preset: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[int]) -> list[int]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("schedule delays must be >= 0 ms")
+        return value
+
+    @field_validator("preset")
+    @classmethod
+    def _check_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in RETRY_PRESETS:
+            raise ValueError(f"unknown preset {value!r}; known: {', '.join(sorted(RETRY_PRESETS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_strategy(self) -> RetrySettings:
+        if self.backoff_strategy == "schedule" and not self.schedule and self.preset is None:
+            raise ValueError('backoff_strategy "schedule" needs a non-empty schedule or a preset')
+        return self
+
+
+class StoreSettings(BaseModel):
+    """Job store, dead letter queue and counters in Redis."""
+
+    model_config = _Section
+
+    key_prefix: str = Field(default="boundary", min_length=1, pattern=r"^\S+$")
+    completed_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    dlq_max_size: int = Field(default=10000, ge=1)
+    dlq_max_age_days: int = Field(default=180, ge=1)
+    no_handler_grace_s: int = Field(default=300, ge=0)
+    no_handler_retry_delay_ms: int = Field(default=5000, ge=0)
+    declared_queues: list[str] | None = None
+
+
+class AdminSettings(BaseModel):
+    """The admin HTTP API and ``/metrics``. No token: no authentication."""
+
+    model_config = _Section
+
+    token: str | None = Field(default=None, repr=False)
+    metrics_token: str | None = Field(default=None, repr=False)
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class LoggingSettings(BaseModel):
+    model_config = _Section
+
+    format: Literal["kv", "json"] = "kv"
+    level: str = "INFO"
+
+    @field_validator("level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level == "WARN":
+            level = "WARNING"
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return level
