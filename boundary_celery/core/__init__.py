@@ -3,6 +3,12 @@
 No I/O, no clock reads, no randomness of its own, no celery/kombu/redis import.
 """
 
+from boundary_celery.core.delivery import (
+    DELIVERY_OK,
+    DELIVERY_STALE,
+    SKIP_DELIVERY_STATUS_VALUES,
+    delivery_verdict,
+)
 from boundary_celery.core.errors import (
     InvalidTransitionError,
     JobValidationError,
@@ -12,33 +18,47 @@ from boundary_celery.core.errors import (
 )
 from boundary_celery.core.job import (
     EPOCH,
-    TERMINAL_STATUSES,
-    TRANSITIONS,
     Job,
     JobError,
-    JobInput,
-    JobResult,
-    JobStatus,
     can_retry,
     cancel_job,
     complete_job,
     create_job,
     dead_letter_job,
     fail_job,
-    interpret_handler_return,
     prepare_retry,
     schedule_job,
     start_job,
-    valid_transition,
 )
-from boundary_celery.core.outcome import Settlement, error_from_exception, settle
+from boundary_celery.core.outcome import (
+    NON_RETRYABLE_ERRORS,
+    JobResult,
+    Settlement,
+    error_from_exception,
+    interpret_handler_return,
+    is_retryable,
+    settle,
+)
 from boundary_celery.core.priority import DEFAULT_PRIORITY, Priority
 from boundary_celery.core.retry import BackoffStrategy, RetryPolicy, calculate_retry_delay
 from boundary_celery.core.stats import JobStatsReport, QueueStats, average_duration
+from boundary_celery.core.status import (
+    SKIP_DELIVERY_STATUSES,
+    TERMINAL_STATUSES,
+    TRANSITIONS,
+    JobStatus,
+    valid_transition,
+)
+from boundary_celery.core.validation import JobInput
 
 __all__ = [
     "DEFAULT_PRIORITY",
+    "DELIVERY_OK",
+    "DELIVERY_STALE",
     "EPOCH",
+    "NON_RETRYABLE_ERRORS",
+    "SKIP_DELIVERY_STATUSES",
+    "SKIP_DELIVERY_STATUS_VALUES",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "BackoffStrategy",
@@ -64,9 +84,11 @@ __all__ = [
     "complete_job",
     "create_job",
     "dead_letter_job",
+    "delivery_verdict",
     "error_from_exception",
     "fail_job",
     "interpret_handler_return",
+    "is_retryable",
     "prepare_retry",
     "schedule_job",
     "settle",

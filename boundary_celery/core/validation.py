@@ -1,0 +1,176 @@
+"""Field validation for job records and the enqueue request (:class:`JobInput`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ConfigDict, Field, field_validator
+
+from boundary_celery.core.errors import CoreModel, JobValidationError
+from boundary_celery.core.priority import DEFAULT_PRIORITY, Priority
+from boundary_celery.core.retry import RetryPolicy, normalise_key
+
+__all__ = [
+    "MAX_TEXT_LEN",
+    "QUEUE_RE",
+    "JobInput",
+    "check_aware",
+    "check_json",
+    "normalise",
+]
+
+MAX_TEXT_LEN = 200
+"""Longest job_type, tenant_id or queue name accepted."""
+
+QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+"""What a queue name may consist of."""
+
+
+def check_json(field: str, value: Any) -> dict[str, Any]:
+    """Require a JSON object with string keys (no NaN/inf, no sets, no arbitrary objects)."""
+    if not isinstance(value, Mapping):
+        raise JobValidationError(field, value, "expected a JSON object (dict)")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise JobValidationError(field, value, f"not JSON-serialisable: {exc}") from None
+    bad_key = _first_non_str_key(value)
+    if bad_key is not None:
+        raise JobValidationError(field, value, f"keys must be strings, got {bad_key[0]!r}")
+    return dict(value)
+
+
+def _first_non_str_key(value: Any) -> tuple[object] | None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return (key,)
+            if (found := _first_non_str_key(item)) is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if (found := _first_non_str_key(item)) is not None:
+                return found
+    return None
+
+
+def _check_text(field: str, value: Any, *, strip_colon: bool = False) -> str:
+    if not isinstance(value, str):
+        raise JobValidationError(field, value, "expected a string")
+    text = value.strip()
+    if strip_colon:
+        text = text.removeprefix(":").strip()
+    if not text:
+        raise JobValidationError(field, value, "must not be empty")
+    if len(text) > MAX_TEXT_LEN:
+        raise JobValidationError(field, value, f"longer than {MAX_TEXT_LEN} characters")
+    return text
+
+
+def _check_queue(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise JobValidationError("queue", value, "expected a non-empty string")
+    if len(value) > MAX_TEXT_LEN or not QUEUE_RE.match(value):
+        raise JobValidationError(
+            "queue", value, f"expected [A-Za-z0-9_.:-]+, at most {MAX_TEXT_LEN} characters"
+        )
+    return value
+
+
+def check_aware(field: str, value: Any) -> Any:
+    """Reject a naive datetime; anything else is returned unchanged."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise JobValidationError(field, value, "must be timezone-aware")
+    return value
+
+
+def _check_count(field: str, value: Any, upper: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobValidationError(field, value, "expected an integer")
+    if value < 0 or (upper is not None and value > upper):
+        bound = f"0..{upper}" if upper is not None else ">= 0"
+        raise JobValidationError(field, value, f"expected an integer {bound}")
+    return value
+
+
+def normalise(obj: Mapping[Any, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Map guide keys to field names; unknown or duplicated keys raise JobValidationError."""
+    data: dict[str, Any] = {}
+    for raw_key, value in obj.items():
+        key = normalise_key(raw_key)
+        if key not in fields:
+            raise JobValidationError(str(raw_key), value, "unknown field")
+        if key in data:
+            raise JobValidationError(key, value, "given twice")
+        data[key] = value
+    return data
+
+
+class JobInput(CoreModel):
+    """A validated request to create a job. Build it with :meth:`JobInput.parse`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_type: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = DEFAULT_PRIORITY
+    queue: str = "default"
+    max_retries: int = 3
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tenant_id: str | None = None
+    execute_at: datetime | None = None
+    retry_policy: RetryPolicy | None = None
+
+    @field_validator("job_type", mode="before")
+    @classmethod
+    def _v_job_type(cls, value: Any) -> str:
+        return _check_text("job_type", value, strip_colon=True)
+
+    @field_validator("args", "metadata", mode="before")
+    @classmethod
+    def _v_json(cls, value: Any, info: Any) -> dict[str, Any]:
+        return check_json(str(info.field_name), value)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _v_priority(cls, value: Any) -> Priority:
+        return Priority.parse(value)
+
+    @field_validator("queue", mode="before")
+    @classmethod
+    def _v_queue(cls, value: Any) -> str:
+        return _check_queue(value)
+
+    @field_validator("max_retries", mode="before")
+    @classmethod
+    def _v_max_retries(cls, value: Any) -> int:
+        return _check_count("max_retries", value, 25)
+
+    @field_validator("tenant_id", mode="before")
+    @classmethod
+    def _v_tenant(cls, value: Any) -> str | None:
+        return None if value is None else _check_text("tenant_id", value)
+
+    @field_validator("execute_at")
+    @classmethod
+    def _v_execute_at(cls, value: datetime | None) -> datetime | None:
+        result: datetime | None = check_aware("execute_at", value)
+        return result
+
+    @field_validator("retry_policy", mode="before")
+    @classmethod
+    def _v_retry_policy(cls, value: Any) -> RetryPolicy | None:
+        return None if value is None else RetryPolicy.from_config(value)
+
+    @classmethod
+    def parse(cls, obj: JobInput | Mapping[str, Any]) -> JobInput:
+        """Validate a mapping with snake_case or kebab-case keys (or return a JobInput as is)."""
+        if isinstance(obj, JobInput):
+            return obj
+        if not isinstance(obj, Mapping):
+            raise JobValidationError("job_input", obj, "expected a mapping or JobInput")
+        return cls(**normalise(obj, cls.model_fields))
