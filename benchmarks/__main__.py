@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import measure, report
-from benchmarks.redis_server import RedisServer
 from benchmarks.workers import Layout
+from boundary_celery.redis_server import RedisServer
 
 DEFAULT_LAYOUTS = "1x1,1x2,2x2"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -113,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["BENCH_EVENTS"] = "0" if args.no_events else "1"
     meta["task_events"] = not args.no_events
     runs: list[dict[str, Any]] = []
-    server = RedisServer()
-    os.environ["BENCH_REDIS_URL"] = server.url
-    server.start()
+    server = RedisServer(workdir_prefix="boundary-bench-redis-")
     try:
+        server.start()
+        os.environ["BENCH_REDIS_URL"] = server.url
         meta["redis_version"] = server.version()
         log(f"redis-server on port {server.port} ({meta['redis_version']}); load {loadavg()}")
         systems = {name: measure.System(name, server.url) for name in ("plain", "boundary")}
