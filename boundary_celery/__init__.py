@@ -18,12 +18,15 @@ from boundary_celery.core.errors import (
     PoisonMessageError,
     UnknownTenantError,
 )
-from boundary_celery.core.job import Job, JobResult, JobStatus
+from boundary_celery.core.job import Job
+from boundary_celery.core.outcome import JobResult
 from boundary_celery.core.priority import Priority
 from boundary_celery.core.retry import BackoffStrategy, RetryPolicy
+from boundary_celery.core.status import JobStatus
 from boundary_celery.settings import BoundarySettings, load_settings
 from boundary_celery.shell.context import JobContext, current_job, current_tenant
-from boundary_celery.shell.install import install, jobs_of
+from boundary_celery.shell.install import install
+from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.jobs import Jobs
 from boundary_celery.shell.task import BoundaryTask, boundary_job
 

@@ -19,9 +19,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from boundary_celery.adapters.redis_keys import PRIORITY_STEPS
 from boundary_celery.core.priority import Priority
-from boundary_celery.shell.install import jobs_of
+from boundary_celery.shell.installed import jobs_of
+from boundary_celery.shell.scheduler import SchedulerLoop
 
 #: Exit codes (also in the group's help).
 EXIT_OK = 0
@@ -29,7 +29,7 @@ EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
-LEVELS = [Priority.from_rank(step).value for step in PRIORITY_STEPS]
+LEVELS = [level.value for level in Priority.ordered()]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -190,12 +190,13 @@ def failed(ctx: click.Context, limit: int, as_json: bool) -> None:
 @redis_guard
 def job(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Show one job record (exit code 1 if unknown)."""
-    found = app_jobs(ctx).store.find_job_with_extras(job_id)
+    found = app_jobs(ctx).job_detail(job_id)
     if found is None:
         if as_json:
             emit_json({"error": "not found", "job_id": job_id})
         fail(f"job {job_id} not found", EXIT_NOT_FOUND)
-    record, extras = found
+    record = found.job
+    extras = {"attempts": found.attempts, "worker": found.worker}
     if as_json:
         emit_json(_job_json(record, extras))
         return
@@ -271,11 +272,8 @@ def scheduled(ctx: click.Context, limit: int, as_json: bool) -> None:
     total = jobs.scheduled_count()
     rows = []
     now_ms = datetime.now(UTC).timestamp() * 1000
-    for jid, due_ms in jobs.store.scheduled_ids(limit):
-        try:
-            record = jobs.find_job(jid)
-        except Exception:  # a record the model rejects must not hide the others
-            record = None
+    for entry in jobs.scheduled_jobs(limit):
+        jid, due_ms, record = entry.id, entry.due_at_ms, entry.job
         rows.append({
             "id": jid,
             "due_at": _ts(due_ms),
@@ -308,8 +306,6 @@ def scheduled(ctx: click.Context, limit: int, as_json: bool) -> None:
 @click.pass_context
 def scheduler(ctx: click.Context, interval_ms: int | None, max_passes: int | None) -> None:
     """Run a standalone scheduler (any number may run beside the embedded ones)."""
-    from boundary_celery.shell.scheduler import SchedulerLoop
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     loop = SchedulerLoop(app_jobs(ctx), interval_ms=interval_ms)
 
@@ -333,8 +329,10 @@ def scheduler(ctx: click.Context, interval_ms: int | None, max_passes: int | Non
 @click.pass_context
 def admin(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the admin HTTP API, /metrics and the dashboard (blocks)."""
-    from boundary_celery.admin.app import serve_admin
-
     jobs = app_jobs(ctx)
     cfg = jobs.settings.admin
+    # Imported here: celery loads this command group in every `celery` process, workers
+    # included, and they need not load Starlette.
+    from boundary_celery.admin.app import serve_admin
+
     serve_admin(jobs, host=host or cfg.host, port=port if port is not None else cfg.port)

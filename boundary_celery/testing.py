@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from boundary_celery.adapters.redis_keys import Keys, list_keys
+from boundary_celery.adapters.redis_store import RedisJobStore
 from boundary_celery.settings import BoundarySettings
 
 T = TypeVar("T")
@@ -63,9 +63,15 @@ class Sandbox:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, decode_responses=True)
 
+    def _store(self) -> RedisJobStore:
+        """A job store on this sandbox's database and prefix (its client made on first use)."""
+        return RedisJobStore(self.url, prefix=self.prefix)
+
     @property
-    def keys(self) -> Keys:
-        return Keys(self.prefix)
+    def keys(self) -> Any:
+        """The store's key names under this sandbox's prefix (``.job(id)``, ``.dlq``, ...),
+        for tests that inspect Redis directly."""
+        return self._store().keys
 
     def queue(self, name: str = "q") -> str:
         """A queue name unique to this sandbox (cleaned up with it)."""
@@ -102,14 +108,11 @@ class Sandbox:
 
     def cleanup(self) -> None:
         """Delete every key under the prefix and the sandbox's queue lists."""
-        r = self.redis
-        doomed = list(r.scan_iter(f"{self.prefix}:*", count=1000))
-        for q in self.queues:
-            doomed.extend(list_keys(q))
-            doomed.extend((f"_kombu.binding.{q}", f"_kombu.binding_permanent.{q}"))
-        for start in range(0, len(doomed), 500):
-            r.delete(*doomed[start : start + 500])
-        r.close()
+        store = self._store()
+        try:
+            store.erase(self.queues)
+        finally:
+            store.close()
 
 
 class WorkerProcess:

@@ -1,126 +1,118 @@
-"""The Redis job store: job records, the DLQ, the scheduled set, counters, heartbeats.
+"""The Redis job store: the one owner of key names, the record format and the Lua scripts.
 
-Every state change is one Lua script call (one round trip, atomic). Reads are plain
-commands, pipelined where several are needed. The store decides nothing: callers pass
-the already-decided fields (the shell asks the core first).
+It implements the ``JobStore`` and ``JobStats`` ports and offers the job-level
+operations the shell needs (begin, complete, dead-letter, the enqueue call of a
+message, the scheduler's move, heartbeats). Every state change is one Lua script call
+(one round trip, atomic); reads are plain commands, pipelined where several are needed.
+
+The store applies decisions, it does not make them: the job it is given has already
+been settled by :mod:`boundary_celery.core` (status, retry count, error, duration), and
+the scripts receive the core's rules as data (e.g. the statuses a delivery skips).
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import redis
 
-from boundary_celery.adapters.redis_keys import HIST_SEP, Keys, list_keys
-from boundary_celery.adapters.redis_records import flatten, record_extras, record_to_job
-from boundary_celery.core.job import Job
-from boundary_celery.core.stats import DURATION_BUCKETS_MS, duration_bucket
+from boundary_celery.adapters.redis_keys import (
+    HIST_SEP,
+    PRIORITY_STEPS,
+    SEP,
+    Keys,
+    list_key,
+    list_keys,
+)
+from boundary_celery.adapters.redis_records import (
+    dumps,
+    flatten,
+    job_fields,
+    record_extras,
+    record_to_job,
+    to_ms,
+)
+from boundary_celery.adapters.redis_scripts import Arg, ScriptCall, script
+from boundary_celery.core.delivery import SKIP_DELIVERY_STATUS_VALUES
+from boundary_celery.core.job import Job, prepare_retry
+from boundary_celery.core.priority import Priority
+from boundary_celery.core.stats import (
+    DURATION_BUCKETS_MS,
+    JobStatsReport,
+    QueueStats,
+    average_duration,
+    duration_bucket,
+)
+from boundary_celery.core.status import JobStatus
 
-Arg = str | int | float
+__all__ = ["JobDetail", "RecordWrite", "RedisJobStore", "ScheduledEntry", "ScriptCall"]
+
 log = logging.getLogger("boundary_celery.store")
+
+#: A record write that travels with a message until the transport stores both at once:
+#: ``{"set": [field, value, ...], "clear": [field, ...], "count": counter}``. JSON, built
+#: only by the store (``*_record`` methods); everyone else passes it along unread.
+RecordWrite = dict[str, Any]
+
+#: ``requeue(job, write)``: publish ``job``'s message now with ``write`` (set by install()).
+Requeue = Callable[[Job, RecordWrite], None]
+
+#: Fields cleared on a record when a dead job is queued again.
+_RETRY_CLEARS = ("started_at", "completed_at", "result", "duration_ms", "execute_at")
+_COUNTERS = ("succeeded", "failed", "retried", "duration_ms")
 
 
 @dataclass(frozen=True)
-class Script:
-    """A Lua script run by SHA, loaded on first use on each server."""
+class JobDetail:
+    """A job with what only the store knows about it."""
 
-    name: str
-    source: str
-
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()
-
-    def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            return client.eval(self.source, len(keys), *keys, *args)
+    job: Job
+    attempts: int
+    worker: str | None
+    in_dlq: bool
 
 
-@cache
-def script(name: str) -> Script:
-    """The packaged Lua script ``name`` (``adapters/lua/<name>.lua``)."""
-    source = resources.files("boundary_celery.adapters").joinpath(f"lua/{name}.lua").read_text()
-    return Script(name, source)
+@dataclass(frozen=True)
+class ScheduledEntry:
+    """A job waiting in the scheduled set (its record may have expired: ``job`` None)."""
+
+    id: str
+    due_at_ms: int
+    job: Job | None = field(default=None)
 
 
-def enqueue_keys(keys: Keys, target_list: str, job_id: str, queue: str) -> list[str]:
-    """KEYS of ``enqueue.lua`` for one message."""
-    return [
-        target_list,
-        keys.job(job_id),
-        keys.scheduled,
-        keys.scheduled_messages,
-        keys.queues,
-        keys.queue_stats(queue),
-    ]
+def _readable(record: dict[str, str]) -> Job | None:
+    """The job of ``record``; None when there is none or the model rejects it (one bad
+    record must not hide the others in a listing)."""
+    try:
+        return record_to_job(record) if record else None
+    except Exception:
+        log.warning("unreadable job record", exc_info=True)
+        return None
 
 
-def enqueue_args(
-    message: str,
-    job_id: str,
-    queue: str,
-    *,
-    due_ms: int | None = None,
-    counter: str = "",
-    delete: Sequence[str] = (),
-    fields: Sequence[Arg] = (),
-) -> list[Arg]:
-    """ARGV of ``enqueue.lua``."""
-    due = "" if due_ms is None else str(due_ms)
-    return [message, due, job_id, queue, counter, len(delete), *delete, *fields]
-
-
-def dead_letter_with(
-    client: Any,
-    keys: Keys,
-    job_id: str,
-    queue: str,
-    now_ms: int,
-    fields: Mapping[str, Arg],
-    *,
-    duration_ms: float | None,
-    max_size: int,
-    max_age_ms: int,
-    count: bool = True,
-) -> None:
-    """Run ``dead_letter.lua`` on ``client`` (shared by the store and the transport);
-    ``count`` adds the failure to the queue's counters."""
-    script("dead_letter")(
-        client,
-        [keys.job(job_id), keys.dlq, keys.queue_stats(queue), keys.queues],
-        [
-            now_ms,
-            job_id,
-            "" if duration_ms is None else round(duration_ms, 3),
-            max_size,
-            now_ms - max_age_ms,
-            keys.job_prefix,
-            queue,
-            "1" if count else "0",
-            *flatten(fields),
-        ],
-    )
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisJobStore:
     """Job records and everything around them, in one Redis database.
 
-    The redis client is created lazily per process, so a store built before a
-    prefork worker forks is safe to use in its children.
+    The redis client is created lazily per process, so a store built before a prefork
+    worker forks is safe to use in its children. A store built without ``url`` (the
+    kombu transport's) is used only through methods given an explicit ``client``.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
         prefix: str = "boundary",
         completed_ttl_s: int = 7 * 24 * 3600,
@@ -128,20 +120,26 @@ class RedisJobStore:
         dlq_max_age_days: int = 180,
         max_connections: int = 20,
         socket_timeout_s: float = 5.0,
+        worker_window_ms: int = 15_000,
     ) -> None:
         self.url = url
         self.keys = Keys(prefix)
         self.completed_ttl_s = completed_ttl_s
         self.dlq_max_size = dlq_max_size
+        self.dlq_max_age_days = dlq_max_age_days
         self.dlq_max_age_ms = dlq_max_age_days * 24 * 3600 * 1000
         self.max_connections = max_connections
         self.socket_timeout_s = socket_timeout_s
+        self.worker_window_ms = worker_window_ms
+        self.requeue: Requeue | None = None
         self._client: redis.Redis | None = None
         self._pid = 0
 
     @property
     def client(self) -> redis.Redis:
         """This process's client (recreated after a fork)."""
+        if self.url is None:
+            raise RuntimeError("this RedisJobStore has no URL; pass a client to the call")
         if self._client is None or self._pid != os.getpid():
             self._client = redis.Redis.from_url(
                 self.url,
@@ -153,172 +151,225 @@ class RedisJobStore:
             self._pid = os.getpid()
         return self._client
 
-    # -- writes -----------------------------------------------------------------------
+    def broker_options(self) -> dict[str, Any]:
+        """The kombu transport options that make the broker's keys this store's: one list
+        per priority level, the unacked keys under the prefix, and the boundary
+        transport's own options (prefix and DLQ bounds for messages it dead-letters)."""
+        k = self.keys
+        return {
+            "priority_steps": list(PRIORITY_STEPS),
+            "sep": SEP,
+            "unacked_key": k.unacked,
+            "unacked_index_key": k.unacked_index,
+            "unacked_mutex_key": k.unacked_mutex,
+            "boundary_prefix": k.prefix,
+            "boundary_dlq_max_size": self.dlq_max_size,
+            "boundary_dlq_max_age_days": self.dlq_max_age_days,
+        }
 
-    def enqueue_message(
+    def close(self) -> None:
+        """Close this process's client and its connections (a new one is made on use)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- record writes that travel with a message ----------------------------------------
+
+    @staticmethod
+    def new_record(job: Job) -> RecordWrite:
+        """The whole record of a newly enqueued ``job``."""
+        return {"set": flatten(job_fields(job))}
+
+    @staticmethod
+    def retry_record(job: Job, now: datetime, due: datetime) -> RecordWrite:
+        """``job`` settled for a retry at ``due``: its attempt count and error; counted."""
+        fields: dict[str, Arg] = {
+            "status": job.status.value,
+            "retry_count": job.retry_count,
+            "updated_at": to_ms(now),
+            "execute_at": to_ms(due),
+        }
+        if job.error is not None:
+            fields["error"] = dumps(job.error.model_dump())
+        return {"set": flatten(fields), "count": "retried"}
+
+    @staticmethod
+    def requeue_record(job: Job, now: datetime) -> RecordWrite:
+        """A dead ``job`` queued again (``core.prepare_retry``): the last run's fields go."""
+        fields: dict[str, Arg] = {
+            "status": job.status.value,
+            "retry_count": job.retry_count,
+            "max_retries": job.max_retries,
+            "updated_at": to_ms(now),
+        }
+        return {"set": flatten(fields), "clear": list(_RETRY_CLEARS)}
+
+    @staticmethod
+    def reschedule_record(now: datetime, due: datetime) -> RecordWrite:
+        """A job put back in the scheduled set until ``due`` (no handler yet)."""
+        return {"set": ["status", JobStatus.SCHEDULED.value, "updated_at", to_ms(now),
+                        "execute_at", to_ms(due)]}
+
+    # -- job-level writes ------------------------------------------------------------------
+
+    def enqueue_call(
         self,
+        queue: str,
         target_list: str,
         message: str,
         job_id: str,
-        queue: str,
         *,
         due_ms: int | None = None,
-        counter: str = "",
-        delete: Sequence[str] = (),
-        fields: Sequence[Arg] = (),
-        client: Any = None,
-    ) -> None:
-        """Push (or schedule) a serialized broker message and update its record."""
-        script("enqueue")(
-            client or self.client,
-            enqueue_keys(self.keys, target_list, job_id, queue),
-            enqueue_args(
-                message, job_id, queue, due_ms=due_ms, counter=counter, delete=delete,
-                fields=fields,
-            ),
-        )
-
-    def begin(
-        self,
-        job_id: str,
-        now_ms: int,
-        worker: str,
-        retry_count: int,
-        max_retries: int,
-        create: Sequence[Arg] = (),
-    ) -> str:
-        """Mark a delivery running; returns ``ok`` or why it must be skipped."""
-        return str(
-            script("begin")(
-                self.client,
-                [self.keys.job(job_id)],
-                [now_ms, worker, retry_count, max_retries, *create],
-            )
-        )
-
-    def complete(
-        self,
-        job_id: str,
-        job_type: str,
-        queue: str,
-        result_json: str,
-        now_ms: int,
-        duration_ms: float,
-    ) -> None:
-        """Record a success, count it, add its duration to the job type's histogram and
-        let the record expire after the TTL (one script call)."""
+        write: RecordWrite | None = None,
+    ) -> ScriptCall:
+        """The ``enqueue`` call storing a serialized broker ``message`` and its record
+        write at once: pushed on ``target_list`` (a list of ``queue``), or held in the
+        scheduled set until ``due_ms``."""
         k = self.keys
+        write = write or {}
+        clear = [str(f) for f in write.get("clear") or ()]
+        fields = list(write.get("set") or ())
+        return ScriptCall(
+            script("enqueue"),
+            (target_list, k.job(job_id), k.scheduled, k.scheduled_messages, k.queues,
+             k.queue_stats(queue)),
+            (message, "" if due_ms is None else str(due_ms), job_id, queue,
+             str(write.get("count") or ""), len(clear), *clear, *fields),
+        )
+
+    def enqueue(self, queue: str, priority: Priority, message: str, job_id: str, *,
+                due: datetime | None = None, write: RecordWrite | None = None) -> None:
+        """Store ``message`` at ``queue``'s ``priority`` level (or until ``due``) with its
+        record write; one round trip."""
+        self.enqueue_call(
+            queue, list_key(queue, priority.rank), message, job_id,
+            due_ms=None if due is None else to_ms(due), write=write,
+        ).run(self.client)
+
+    def begin_call(self, job_id: str, now: datetime, worker: str, retry_count: int,
+                   max_retries: int, create: Job | None = None) -> ScriptCall:
+        """The ``begin`` call marking a delivery running unless the core's verdict says to
+        skip it (see ``core.delivery``); ``create`` gives the record to write when none
+        exists. Its reply is ``ok`` or the reason to skip."""
+        created = flatten(job_fields(create)) if create is not None else []
+        return ScriptCall(
+            script("begin"),
+            (self.keys.job(job_id),),
+            (to_ms(now), worker, retry_count, max_retries, len(SKIP_DELIVERY_STATUS_VALUES),
+             *SKIP_DELIVERY_STATUS_VALUES, *created),
+        )
+
+    def begin(self, job: Job, now: datetime, worker: str) -> str:
+        """Mark ``job``'s delivery running (creating its record if missing); returns
+        ``ok`` or why it must be skipped."""
+        call = self.begin_call(str(job.id), now, worker, job.retry_count, job.max_retries,
+                               create=job.model_copy(update={"created_at": now}))
+        return _text(call.run(self.client))
+
+    def complete(self, job: Job, now: datetime) -> None:
+        """Record ``job``'s success (result, duration), count it, add its duration to the
+        job type's histogram and let the record expire after the TTL (one script call)."""
+        k = self.keys
+        duration = round(job.duration_ms or 0.0, 3)
         script("complete")(
             self.client,
-            [k.job(job_id), k.queue_stats(queue), k.duration_hist(queue, job_type),
+            [k.job(str(job.id)), k.queue_stats(job.queue), k.duration_hist(job.queue, job.job_type),
              k.duration_index],
-            [now_ms, result_json, round(duration_ms, 3), self.completed_ttl_s,
-             f"b{duration_bucket(duration_ms)}", f"{queue}{HIST_SEP}{job_type}"],
+            [to_ms(now), dumps(job.result), duration, self.completed_ttl_s,
+             f"b{duration_bucket(duration)}", f"{job.queue}{HIST_SEP}{job.job_type}"],
         )
 
-    def record_duration(self, job_type: str, queue: str, duration_ms: float) -> None:
-        """Add one observation to a duration histogram outside ``complete`` (dead letters).
-        Never raises: a metrics write must not fail a job (errors are logged)."""
+    def dead_letter(self, job: Job, *, count: bool = False, client: Any = None) -> None:
+        """Save ``job`` (already settled as failed) at the head of the DLQ; trims the DLQ
+        to its bounds. ``count`` adds the failure to the queue's counters and its duration
+        histogram (the port form leaves counting to :meth:`record_outcome`)."""
         k = self.keys
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.sadd(k.duration_index, f"{queue}{HIST_SEP}{job_type}")
-            pipe.hincrby(k.duration_hist(queue, job_type), f"b{duration_bucket(duration_ms)}", 1)
-            pipe.hincrby(k.duration_hist(queue, job_type), "count", 1)
-            pipe.hincrbyfloat(k.duration_hist(queue, job_type), "sum_ms",
-                              round(max(0.0, duration_ms), 3))
-            pipe.execute()
-        except Exception:
-            log.warning("could not record job duration", exc_info=True)
-
-    def duration_histograms(self) -> list[tuple[str, str, list[int], int, float]]:
-        """Stored histograms: (queue, job_type, per-bucket counts incl. +Inf, count, sum_ms)."""
-        k = self.keys
-        pairs = [tuple(m.split(HIST_SEP, 1)) for m in sorted(self.client.smembers(k.duration_index))
-                 if HIST_SEP in m]
-        pipe = self.client.pipeline(transaction=False)
-        for queue, job_type in pairs:
-            pipe.hgetall(k.duration_hist(queue, job_type))
-        out = []
-        for (queue, job_type), raw in zip(pairs, pipe.execute(), strict=True):
-            buckets = [int(raw.get(f"b{i}", 0)) for i in range(len(DURATION_BUCKETS_MS) + 1)]
-            out.append((queue, job_type, buckets, int(raw.get("count", 0)),
-                        float(raw.get("sum_ms", 0.0))))
-        return out
-
-    def dead_letter(
-        self,
-        job_id: str,
-        queue: str,
-        now_ms: int,
-        fields: Mapping[str, Arg],
-        duration_ms: float | None = None,
-        count: bool = True,
-    ) -> None:
-        """Put a failed job in the DLQ with its final fields; trims the DLQ to its bounds.
-        ``count`` adds the failure (and its duration) to the queue's counters."""
-        dead_letter_with(
-            self.client, self.keys, job_id, queue, now_ms, fields,
-            duration_ms=duration_ms, max_size=self.dlq_max_size, max_age_ms=self.dlq_max_age_ms,
-            count=count,
+        jid, queue = str(job.id), job.queue
+        now_ms = to_ms(job.completed_at or job.updated_at or datetime.now(UTC))
+        duration = "" if job.duration_ms is None else round(job.duration_ms, 3)
+        script("dead_letter")(
+            client or self.client,
+            [k.job(jid), k.dlq, k.queue_stats(queue), k.queues,
+             k.duration_hist(queue, job.job_type), k.duration_index],
+            [now_ms, jid, duration, self.dlq_max_size, now_ms - self.dlq_max_age_ms,
+             k.job_prefix, queue, "1" if count else "0",
+             f"b{duration_bucket(job.duration_ms or 0.0)}", f"{queue}{HIST_SEP}{job.job_type}",
+             *flatten(job_fields(job))],
         )
 
-    def save(self, job_id: str, fields: Mapping[str, Arg]) -> None:
-        """Write a whole record (replacing the fields it names)."""
-        self.client.hset(self.keys.job(job_id), mapping=dict(fields))  # type: ignore[arg-type]
+    def save_job(self, job: Job) -> None:
+        """Insert or replace the record of ``job``."""
+        key = self.keys.job(str(job.id))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping=job_fields(job))  # type: ignore[arg-type]
+        pipe.execute()
 
-    def count(self, queue: str, increments: Mapping[str, float]) -> None:
-        """Add to a queue's durable counters (succeeded, failed, retried, duration_ms)."""
+    def record_outcome(self, job: Job) -> None:
+        """Count a terminal outcome (completed or failed) and its duration. Jobs run by
+        workers are counted by ``complete``/``dead_letter(count=True)`` already."""
+        if job.status not in (JobStatus.COMPLETED, JobStatus.FAILED):
+            return
+        name = "succeeded" if job.status is JobStatus.COMPLETED else "failed"
+        self._count(job.queue, {name: 1, "duration_ms": job.duration_ms or 0.0})
+
+    def record_retry(self, job: Job) -> None:
+        """Count one automatic retry of ``job``."""
+        self._count(job.queue, {"retried": 1})
+
+    def _count(self, queue: str, increments: dict[str, float]) -> None:
         pipe = self.client.pipeline(transaction=False)
         pipe.sadd(self.keys.queues, queue)
         for name, amount in increments.items():
             pipe.hincrbyfloat(self.keys.queue_stats(queue), name, amount)
         pipe.execute()
 
-    def pop_message(self, queue: str) -> str | None:
-        """Take the most urgent waiting message of ``queue`` (RPOP level by level)."""
-        for key in list_keys(queue):
-            raw = self.client.rpop(key)
-            if raw is not None:
-                return str(raw)
-        return None
-
-    def update(self, job_id: str, fields: dict[str, Arg]) -> None:
-        """Set fields on an existing record."""
-        self.client.hset(self.keys.job(job_id), mapping=dict(fields))  # type: ignore[arg-type]
-
-    def move_due(self, now_ms: int, batch: int = 500) -> int:
+    def move_due(self, now: datetime, batch: int = 500) -> int:
         """Publish up to ``batch`` due scheduled messages; returns how many moved."""
         k = self.keys
-        return int(
-            script("move_due")(
-                self.client, [k.scheduled, k.scheduled_messages], [now_ms, batch, k.job_prefix]
-            )
-        )
+        return int(script("move_due")(
+            self.client, [k.scheduled, k.scheduled_messages], [to_ms(now), batch, k.job_prefix]
+        ))
 
-    def take_from_dlq(self, job_id: str) -> bool:
-        """Remove a job from the DLQ (before re-queueing it); False if it was not there."""
-        return bool(self.client.zrem(self.keys.dlq, job_id))
+    def retry_job(self, job_id: UUID | str, reset_retries: bool = False,
+                  now: datetime | None = None) -> Job | None:
+        """Re-queue a dead-lettered job now at its own queue and priority (prepared by
+        ``core.prepare_retry``, published through :attr:`requeue`); ``None`` when the id
+        is unknown or the job is not in the DLQ. Put back in the DLQ if publishing fails."""
+        jid = str(job_id)
+        if self.requeue is None:
+            raise RuntimeError("this store cannot publish (no requeue set by install())")
+        job = self.find_job(jid)
+        if job is None or not self.client.zrem(self.keys.dlq, jid):
+            return None
+        moment = now or datetime.now(UTC)
+        again = prepare_retry(job, moment, reset_retries=reset_retries)
+        try:
+            self.requeue(again, self.requeue_record(again, moment))
+        except Exception:
+            self.client.zadd(self.keys.dlq, {jid: to_ms(moment)})
+            raise
+        return again
 
-    def purge_dlq(self, job_id: str | None = None) -> int:
+    def purge_dlq(self, job_id: UUID | str | None = None) -> int:
         """Delete one DLQ job (and its record), or all of them; returns how many."""
         k = self.keys
-        ids = [job_id] if job_id else list(self.client.zrange(k.dlq, 0, -1))
+        ids = [str(job_id)] if job_id is not None else list(self.client.zrange(k.dlq, 0, -1))
         removed = 0
-        for chunk_start in range(0, len(ids), 500):
-            chunk = ids[chunk_start : chunk_start + 500]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
             pipe = self.client.pipeline()
             for jid in chunk:
                 pipe.zrem(k.dlq, jid)
-            results = pipe.execute()
-            gone = [jid for jid, hit in zip(chunk, results, strict=True) if hit]
+            gone = [jid for jid, hit in zip(chunk, pipe.execute(), strict=True) if hit]
             if gone:
                 self.client.delete(*(k.job(jid) for jid in gone))
             removed += len(gone)
         return removed
 
-    def heartbeat(self, worker: str, now_ms: int, ttl_ms: int) -> None:
+    def heartbeat(self, worker: str, now: datetime, ttl_ms: int) -> None:
         """Say ``worker`` is alive now; forget workers silent for longer than ``ttl_ms``."""
+        now_ms = to_ms(now)
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(self.keys.workers, {worker: now_ms})
         pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms - ttl_ms)
@@ -341,75 +392,144 @@ class RedisJobStore:
             deleted += int(r.delete(*doomed[start : start + 500]))
         return deleted
 
-    # -- reads ------------------------------------------------------------------------
+    # -- reads ---------------------------------------------------------------------------
 
     def record(self, job_id: str) -> dict[str, str]:
-        """The raw record (empty when unknown)."""
+        """The raw record (empty when unknown): for tests and debugging."""
         return dict(self.client.hgetall(self.keys.job(job_id)))
 
-    def find_job(self, job_id: str) -> Job | None:
-        """The job with ``job_id``, or None."""
-        rec = self.record(job_id)
+    def find_job(self, job_id: UUID | str) -> Job | None:
+        """The record of ``job_id``; ``None`` when unknown or not a UUID."""
+        try:
+            jid = str(UUID(str(job_id)))
+        except ValueError:
+            return None
+        rec = self.record(jid)
         return record_to_job(rec) if rec else None
 
-    def find_job_with_extras(self, job_id: str) -> tuple[Job, dict[str, Any]] | None:
-        """The job and its store-only fields (attempts, worker)."""
-        rec = self.record(job_id)
-        return (record_to_job(rec), record_extras(rec)) if rec else None
-
-    def failed_job_ids(self, limit: int = 20) -> list[str]:
-        """DLQ job ids, newest first."""
-        return list(self.client.zrevrange(self.keys.dlq, 0, max(limit, 1) - 1))
+    def job_detail(self, job_id: str) -> JobDetail | None:
+        """The job, its attempts and last worker, and whether it is in the DLQ."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.job(job_id))
+        pipe.zscore(self.keys.dlq, job_id)
+        rec, score = pipe.execute()
+        if not rec:
+            return None
+        extras = record_extras(rec)
+        return JobDetail(record_to_job(rec), extras["attempts"], extras["worker"],
+                         score is not None)
 
     def failed_jobs(self, limit: int = 20) -> list[Job]:
-        """DLQ jobs, newest first."""
-        ids = self.failed_job_ids(limit)
+        """Dead-lettered jobs, most recent first, at most ``limit``."""
+        ids = self.client.zrevrange(self.keys.dlq, 0, max(limit, 1) - 1)
+        return [record_to_job(rec) for rec in self._records(ids) if rec]
+
+    def _records(self, ids: Sequence[str]) -> list[dict[str, str]]:
         pipe = self.client.pipeline(transaction=False)
         for jid in ids:
             pipe.hgetall(self.keys.job(jid))
-        return [record_to_job(rec) for rec in pipe.execute() if rec]
+        return list(pipe.execute()) if ids else []
 
     def dlq_size(self) -> int:
+        """Number of jobs in the DLQ."""
         return int(self.client.zcard(self.keys.dlq))
 
     def scheduled_count(self) -> int:
+        """Jobs waiting for their due time (delayed jobs and retries)."""
         return int(self.client.zcard(self.keys.scheduled))
 
-    def scheduled_ids(self, limit: int = 50) -> list[tuple[str, int]]:
-        """The next scheduled job ids with their due time (ms), soonest first."""
+    def scheduled_jobs(self, limit: int = 50) -> list[ScheduledEntry]:
+        """The next scheduled jobs with their due time, soonest first."""
         rows = self.client.zrange(self.keys.scheduled, 0, max(limit, 1) - 1, withscores=True)
-        return [(jid, int(score)) for jid, score in rows]
+        records = self._records([jid for jid, _ in rows])
+        return [ScheduledEntry(jid, int(due), _readable(rec))
+                for (jid, due), rec in zip(rows, records, strict=True)]
 
-    def scheduler_lag_ms(self, now_ms: int) -> float:
+    def scheduler_lag_ms(self, now: datetime) -> float:
         """How overdue the oldest due scheduled job is (0 when none is due)."""
         rows = self.client.zrange(self.keys.scheduled, 0, 0, withscores=True)
-        if not rows:
-            return 0.0
-        return float(max(0, now_ms - int(rows[0][1])))
+        return float(max(0, to_ms(now) - int(rows[0][1]))) if rows else 0.0
 
     def list_queues(self) -> list[str]:
+        """Names of the queues that ever held a job, sorted."""
         return sorted(self.client.smembers(self.keys.queues))
 
-    def queue_counters(self, queues: Sequence[str]) -> dict[str, dict[str, float]]:
-        """Durable counters per queue: succeeded, failed, retried, duration_ms."""
-        pipe = self.client.pipeline(transaction=False)
-        for q in queues:
-            pipe.hgetall(self.keys.queue_stats(q))
-        out: dict[str, dict[str, float]] = {}
-        for q, raw in zip(queues, pipe.execute(), strict=True):
-            out[q] = {name: float(raw.get(name, 0)) for name in
-                      ("succeeded", "failed", "retried", "duration_ms")}
-        return out
-
-    def queue_depths(self, queues: Sequence[str]) -> dict[str, list[int]]:
-        """Waiting messages per queue, one count per priority level (critical first)."""
+    def queue_depths(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Waiting messages per queue and priority value (every level present)."""
         pipe = self.client.pipeline(transaction=False)
         for q in queues:
             for key in list_keys(q):
                 pipe.llen(key)
-        counts = pipe.execute()
-        n = len(list_keys("x"))
-        return {q: counts[i * n : (i + 1) * n] for i, q in enumerate(queues)}
+        counts = pipe.execute() if queues else []
+        n = len(PRIORITY_STEPS)
+        return {q: {Priority.from_rank(step).value: int(counts[i * n + j])
+                    for j, step in enumerate(PRIORITY_STEPS)}
+                for i, q in enumerate(queues)}
 
-    def active_workers(self, now_ms: int, window_ms: int) -> int:
-        return int(self.client.zcount(self.keys.workers, now_ms - window_ms, "+inf"))
+    def pop_job(self, queue: str) -> Job | None:
+        """Take the most urgent waiting message of ``queue`` off the broker and return its
+        job (the caller runs it; a Celery worker normally does this)."""
+        for key in list_keys(queue):
+            raw = self.client.rpop(key)
+            if raw is not None:
+                return self.find_job(str(json.loads(str(raw))["headers"]["id"]))
+        return None
+
+    def queue_stats(self, queue_name: str) -> QueueStats:
+        """Size and counters of one queue (zeros for an unknown queue)."""
+        return self._queue_stats([queue_name])[0]
+
+    def _queue_stats(self, queues: list[str]) -> list[QueueStats]:
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            pipe.hgetall(self.keys.queue_stats(q))
+        raw_counters = pipe.execute() if queues else []
+        depths = self.queue_depths(queues)
+        out = []
+        for q, raw in zip(queues, raw_counters, strict=True):
+            c = {name: float(raw.get(name, 0)) for name in _COUNTERS}
+            processed = int(c["succeeded"] + c["failed"])
+            out.append(QueueStats(
+                queue_name=q,
+                size=sum(depths[q].values()),
+                processed_total=processed,
+                succeeded_total=int(c["succeeded"]),
+                failed_total=int(c["failed"]),
+                retried_total=int(c["retried"]),
+                avg_duration_ms=round(average_duration(c["duration_ms"], processed), 3),
+                size_by_priority=depths[q],
+            ))
+        return out
+
+    def job_stats(self, now: datetime | None = None) -> JobStatsReport:
+        """Totals, workers, DLQ and scheduler figures, and one entry per queue."""
+        queues = self._queue_stats(self.list_queues())
+        moment = now or datetime.now(UTC)
+        now_ms = to_ms(moment)
+        return JobStatsReport(
+            total_processed=sum(q.processed_total for q in queues),
+            total_succeeded=sum(q.succeeded_total for q in queues),
+            total_failed=sum(q.failed_total for q in queues),
+            total_retried=sum(q.retried_total for q in queues),
+            active_workers=int(self.client.zcount(self.keys.workers,
+                                                  now_ms - self.worker_window_ms, "+inf")),
+            dlq_size=self.dlq_size(),
+            scheduled_count=self.scheduled_count(),
+            scheduler_lag_ms=self.scheduler_lag_ms(moment),
+            queues=queues,
+        )
+
+    def duration_histograms(self) -> list[tuple[str, str, list[int], int, float]]:
+        """Stored histograms: (queue, job_type, per-bucket counts incl. +Inf, count, sum_ms)."""
+        k = self.keys
+        pairs = [tuple(m.split(HIST_SEP, 1)) for m in sorted(self.client.smembers(k.duration_index))
+                 if HIST_SEP in m]
+        pipe = self.client.pipeline(transaction=False)
+        for queue, job_type in pairs:
+            pipe.hgetall(k.duration_hist(queue, job_type))
+        out = []
+        for (queue, job_type), raw in zip(pairs, pipe.execute() if pairs else [], strict=True):
+            buckets = [int(raw.get(f"b{i}", 0)) for i in range(len(DURATION_BUCKETS_MS) + 1)]
+            out.append((queue, job_type, buckets, int(raw.get("count", 0)),
+                        float(raw.get("sum_ms", 0.0))))
+        return out

@@ -1,7 +1,8 @@
 """The admin HTTP API, dashboard and Prometheus metrics.
 
-``create_admin_app`` / ``serve_admin`` are imported lazily so that a worker importing
-:mod:`boundary_celery.admin.metrics` does not load Starlette.
+``create_admin_app`` / ``serve_admin`` are imported lazily so that importing this package
+does not load Starlette. The Prometheus collector lives in :mod:`boundary_celery.shell.metrics`
+(workers serve it too); ``start_worker_metrics_server`` is re-exported from there.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from boundary_celery.admin.app import create_admin_app, serve_admin
-    from boundary_celery.admin.metrics import start_worker_metrics_server
+    from boundary_celery.shell.metrics import start_worker_metrics_server
 
 __all__ = ["create_admin_app", "serve_admin", "start_worker_metrics_server"]
 
@@ -21,7 +22,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(app, name)
     if name == "start_worker_metrics_server":
-        from boundary_celery.admin import metrics
+        from boundary_celery.shell import metrics
 
         return getattr(metrics, name)
     raise AttributeError(name)

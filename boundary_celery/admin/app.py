@@ -23,8 +23,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from boundary_celery.adapters.redis_records import record_to_job
-from boundary_celery.admin.metrics import make_registry, render_metrics
 from boundary_celery.admin.schemas import (
     MAX_LIMIT,
     ErrorBody,
@@ -39,6 +37,7 @@ from boundary_celery.admin.schemas import (
     openapi_document,
 )
 from boundary_celery.settings import AdminSettings
+from boundary_celery.shell.metrics import make_registry, render_metrics
 
 if TYPE_CHECKING:
     from boundary_celery.shell.jobs import Jobs
@@ -189,13 +188,8 @@ def create_admin_app(jobs: Jobs, settings: AdminSettings | None = None) -> Starl
     @api
     def scheduled(request: Request) -> Response:
         limit = parse_limit(request, 50)
-        rows = jobs.store.scheduled_ids(limit)
-        pipe = jobs.store.client.pipeline(transaction=False)
-        for jid, _ in rows:
-            pipe.hgetall(jobs.store.keys.job(jid))
-        records = pipe.execute() if rows else []
-        items = [ScheduledJob(id=jid, due_at_ms=due, job=record_to_job(rec) if rec else None)
-                 for (jid, due), rec in zip(rows, records, strict=True)]
+        items = [ScheduledJob(id=e.id, due_at_ms=e.due_at_ms, job=e.job)
+                 for e in jobs.scheduled_jobs(limit)]
         return model_response(ScheduledJobsResponse(
             jobs=items, scheduled_count=jobs.scheduled_count()))
 
@@ -216,14 +210,11 @@ def create_admin_app(jobs: Jobs, settings: AdminSettings | None = None) -> Starl
     @api
     def job_detail(request: Request) -> Response:
         jid = parse_job_id(request.path_params["id"])
-        found = jobs.store.find_job_with_extras(jid)
+        found = jobs.job_detail(jid)
         if found is None:
             raise ApiError(404, f"job {jid} not found")
-        job, extras = found
-        in_dlq = jobs.store.client.zscore(jobs.store.keys.dlq, jid) is not None
         return model_response(JobDetailResponse(
-            job=job, attempts=int(extras.get("attempts", 0)), worker=extras.get("worker"),
-            in_dlq=in_dlq))
+            job=found.job, attempts=found.attempts, worker=found.worker, in_dlq=found.in_dlq))
 
     @api
     def retry(request: Request) -> Response:

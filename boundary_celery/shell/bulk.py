@@ -1,11 +1,12 @@
 """``enqueue_many``: publish many jobs in a few pipelined Redis round trips.
 
-Each job is validated and built exactly as :meth:`Jobs.enqueue` does (``Jobs.build_job``)
-and carries the same headers as :meth:`Jobs.publish`, so the boundary transport still
-writes message and record atomically per job (``enqueue.lua``). The difference is the
-transport: inside kombu's ``Producer.batch()`` the Redis channel buffers every job's
-``EVALSHA enqueue`` (and the task-sent event's ``PUBLISH``) in one non-transactional
-pipeline, flushed every ``batch_size`` commands, instead of one round trip per job.
+Each job is validated and built exactly as :meth:`Jobs.enqueue` does (``Jobs.prepare``)
+and carries the same headers as :meth:`Jobs.publish` (``wire.message_headers``), so the
+boundary transport still stores message and record atomically per job (``enqueue.lua``).
+The difference is the transport: inside kombu's ``Producer.batch()`` the Redis channel
+buffers every job's ``EVALSHA enqueue`` (and the task-sent event's ``PUBLISH``) in one
+non-transactional pipeline, flushed every ``batch_size`` commands, instead of one round
+trip per job.
 
 Atomicity is per job, not per call: when a flush fails part-way, the jobs before the
 failure may be stored. The error is raised; no id is returned for any job.
@@ -20,7 +21,8 @@ from kombu.utils.json import dumps
 
 from boundary_celery.core.errors import JobValidationError
 from boundary_celery.core.job import Job
-from boundary_celery.shell.jobs import utcnow
+from boundary_celery.shell import wire
+from boundary_celery.shell.clock import utcnow
 
 if TYPE_CHECKING:
     from boundary_celery.shell.jobs import Jobs
@@ -77,7 +79,8 @@ def enqueue_many(
             for job, defaulted in built:
                 jid = str(job.id)
                 msg = amqp.as_task_v2(jid, job.job_type, args=(), kwargs=job.args)
-                headers = {**msg.headers, **jobs.message_headers(job, defaulted=defaulted)}
+                headers = {**msg.headers, **wire.message_headers(
+                    job, jobs.store.new_record(job), defaulted=defaulted)}
                 properties = {**msg.properties, "delivery_mode": 2,
                               "priority": job.priority.rank}
                 message = channel.prepare_message(

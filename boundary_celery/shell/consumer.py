@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from billiard.einfo import ExceptionWithTraceback
 from celery.exceptions import Ignore, Reject, Retry
@@ -21,16 +21,17 @@ from celery.worker.consumer import Consumer
 from celery.worker.request import Request
 from kombu.exceptions import ContentDisallowed, DecodeError
 
-from boundary_celery.adapters.redis_keys import list_key
-from boundary_celery.adapters.redis_records import job_fields, to_ms
-from boundary_celery.core.errors import InvalidTransitionError
-from boundary_celery.core.job import Job, JobStatus
+from boundary_celery.core import JobStatus, valid_transition
+from boundary_celery.core.job import Job
 from boundary_celery.core.priority import Priority
-from boundary_celery.shell import headers as H
-from boundary_celery.shell.install import jobs_of
-from boundary_celery.shell.jobs import Jobs, utcnow
+from boundary_celery.shell import wire
+from boundary_celery.shell.clock import epoch_ms, utcnow
+from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.logfmt import count, event
 from boundary_celery.shell.poison import poison_job
+
+if TYPE_CHECKING:
+    from boundary_celery.shell.jobs import Jobs
 
 log = logging.getLogger("boundary_celery.worker")
 
@@ -62,21 +63,17 @@ def dead_letter_message(app: Any, message: Any, reason: str, error_type: str) ->
     """Dead-letter a delivered message that cannot run, keeping what it says."""
     jobs = jobs_of(app)
     headers = getattr(message, "headers", None) or {}
-    meta = headers.get(H.META) or {}
-    now = utcnow()
+    meta = headers.get(wire.META) or {}
     existing = _readable_job(jobs, headers.get("id"))
-    if existing is not None and existing.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
-        existing = None
-    try:
-        job = poison_job(
-            job_id=headers.get("id"), job_type=headers.get("task"), queue=_queue(message, meta),
-            reason=reason, error_type=error_type, now=now, raw=_raw(message),
-            priority=Priority.parse(meta.get("p")), existing=existing,
-        )
-    except InvalidTransitionError:
-        job = poison_job(job_id=None, job_type=headers.get("task"), queue=_queue(message, meta),
-                         reason=reason, error_type=error_type, now=now, raw=_raw(message))
-    jobs.store.dead_letter(str(job.id), job.queue, to_ms(now), job_fields(job))
+    job_id = headers.get("id")
+    if existing is not None and not valid_transition(existing.status, JobStatus.FAILED):
+        existing, job_id = None, None  # never rewrite a finished job: record a new one
+    job = poison_job(
+        job_id=job_id, job_type=headers.get("task"), queue=_queue(message, meta),
+        reason=reason, error_type=error_type, now=utcnow(), raw=_raw(message),
+        priority=Priority.parse(meta.get("p")), existing=existing,
+    )
+    jobs.store.dead_letter(job, count=True)
     log.error(event("Message dead-lettered", job_id=str(job.id), job_type=job.job_type,
                     reason=reason))
     return job
@@ -86,9 +83,9 @@ def handle_unknown_job_type(jobs: Jobs, message: Any) -> None:
     """Re-schedule a job no worker has a handler for, until its grace window ends."""
     headers = message.headers
     job_id, job_type = str(headers["id"]), str(headers["task"])
-    meta = dict(headers.get(H.META) or {})
+    meta = dict(headers.get(wire.META) or {})
     now = utcnow()
-    now_ms = to_ms(now)
+    now_ms = epoch_ms(now)
     since = int(meta.get("nh") or now_ms)
     grace_ms = jobs.settings.store.no_handler_grace_s * 1000
     log.error(event("No handler for job type", job_id=job_id, job_type=job_type))
@@ -100,16 +97,10 @@ def handle_unknown_job_type(jobs: Jobs, message: Any) -> None:
         )
         return
     raw = dict(message._raw)
-    raw["headers"] = {**(raw.get("headers") or {}), H.META: {**meta, "nh": since}}
-    delay = timedelta(milliseconds=jobs.settings.store.no_handler_retry_delay_ms)
-    step = Priority.parse(meta.get("p")).rank
-    queue = _queue(message, meta)
-    jobs.store.enqueue_message(
-        list_key(queue, step), json.dumps(raw), job_id, queue,
-        due_ms=to_ms(now + delay),
-        fields=["status", JobStatus.SCHEDULED.value, "updated_at", now_ms,
-                "execute_at", to_ms(now + delay)],
-    )
+    raw["headers"] = {**(raw.get("headers") or {}), wire.META: {**meta, "nh": since}}
+    due = now + timedelta(milliseconds=jobs.settings.store.no_handler_retry_delay_ms)
+    jobs.store.enqueue(_queue(message, meta), Priority.parse(meta.get("p")), json.dumps(raw),
+                       job_id, due=due, write=jobs.store.reschedule_record(now, due))
 
 
 class BoundaryConsumer(Consumer):

@@ -10,31 +10,21 @@ from urllib.parse import urlparse
 from celery import signals
 from kombu import Exchange, Queue
 
-from boundary_celery.adapters.redis_keys import PRIORITY_STEPS, SEP
 from boundary_celery.adapters.redis_store import RedisJobStore
 from boundary_celery.settings import BoundarySettings, load_settings
 from boundary_celery.shell.context import TenantHook
 from boundary_celery.shell.flower import transport_for
+from boundary_celery.shell.installed import attach
+from boundary_celery.shell.jobs import Jobs
 from boundary_celery.shell.logfmt import event, set_format, tally
+from boundary_celery.shell.worker_step import WorkerRuntime
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from boundary_celery.shell.jobs import Jobs
-
 log = logging.getLogger("boundary_celery.worker")
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-
-
-def jobs_of(app: Any) -> Jobs:
-    """The ``Jobs`` installed on ``app``; a clear error when install() was not called."""
-    jobs = getattr(app, "boundary", None)
-    if jobs is None:
-        raise RuntimeError(
-            f"boundary_celery.install(app) has not been called for Celery app {app.main!r}"
-        )
-    return jobs  # type: ignore[no-any-return]
 
 
 def install(
@@ -48,9 +38,6 @@ def install(
     The broker is the app's ``broker_url`` when set, else the settings' Redis URL; the
     job store lives in the same Redis database (its scripts touch both at once).
     """
-    from boundary_celery.shell.jobs import Jobs
-    from boundary_celery.shell.scheduler import WorkerScheduler
-
     settings = settings or load_settings()
     set_format(settings.logging.format)
     url = app.conf.broker_url or settings.redis.effective_url()
@@ -65,24 +52,17 @@ def install(
         dlq_max_age_days=settings.store.dlq_max_age_days,
         max_connections=settings.redis.max_total,
         socket_timeout_s=max(settings.redis.timeout_ms / 1000, 1.0),
+        worker_window_ms=settings.workers.heartbeat_interval_s * 3 * 1000,
     )
-    keys = store.keys
     transport_options = {
         **(app.conf.broker_transport_options or {}),
-        "priority_steps": list(PRIORITY_STEPS),
-        "sep": SEP,
+        **store.broker_options(),
         "visibility_timeout": settings.workers.visibility_timeout_s,
         # kombu sweeps unacked messages every interval x throttle seconds (default
         # 10 x 10): tie the sweep to the visibility timeout so a crashed worker's job
         # comes back soon after it becomes visible again.
         "unacked_restore_interval": max(1, min(10, settings.workers.visibility_timeout_s // 2)),
         "unacked_restore_throttle": 1,
-        "unacked_key": keys.unacked,
-        "unacked_index_key": keys.unacked_index,
-        "unacked_mutex_key": keys.unacked_mutex,
-        "boundary_prefix": keys.prefix,
-        "boundary_dlq_max_size": settings.store.dlq_max_size,
-        "boundary_dlq_max_age_days": settings.store.dlq_max_age_days,
     }
     app.conf.update(
         broker_url=url,
@@ -111,10 +91,10 @@ def install(
     if scheme == "rediss" and not app.conf.broker_use_ssl:
         # kombu enables TLS by itself only for a transport literally named "rediss".
         app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    if WorkerScheduler not in app.steps["worker"]:
-        app.steps["worker"].add(WorkerScheduler)
+    if WorkerRuntime not in app.steps["worker"]:
+        app.steps["worker"].add(WorkerRuntime)
     jobs = Jobs(app, settings, store, tenant_hook=tenant_hook)
-    app.boundary = jobs  # type: ignore[attr-defined]
+    attach(app, jobs)
     return jobs
 
 

@@ -1,87 +1,41 @@
-"""``Jobs``: the job system installed on one Celery app.
+"""``Jobs``: the job system installed on one Celery app, the API admin and CLI call.
 
-It implements the ports (JobQueue, JobStore, JobStats, JobRegistry) over Celery and the
-Redis job store. Publishing goes through Celery (``send_task``), so routing, task events
-and Flower work as usual; the boundary transport writes the job record in the same round
-trip and diverts delayed messages to the scheduled set.
+It implements the ``JobQueue`` and ``JobRegistry`` ports over Celery: publishing goes
+through ``send_task``, so routing, task events and Flower work as usual, and the boundary
+transport stores each message with its record write (built by the store) in one round
+trip. The ``JobStore`` and ``JobStats`` ports are the store's (``jobs.store``); the
+methods of the same names here only pass through.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from boundary_celery.adapters.redis_keys import PRIORITY_STEPS
-from boundary_celery.adapters.redis_records import flatten, job_fields, to_ms
-from boundary_celery.adapters.redis_store import RedisJobStore
+from boundary_celery.adapters.redis_store import (
+    JobDetail,
+    RecordWrite,
+    RedisJobStore,
+    ScheduledEntry,
+)
 from boundary_celery.core.errors import JobValidationError
-from boundary_celery.core.job import Job, JobInput, JobStatus, create_job, prepare_retry
+from boundary_celery.core.job import Job, JobInput, create_job
 from boundary_celery.core.priority import Priority
 from boundary_celery.core.retry import RetryPolicy
-from boundary_celery.core.stats import JobStatsReport, QueueStats, average_duration
+from boundary_celery.core.stats import JobStatsReport, QueueStats
 from boundary_celery.settings import BoundarySettings
-from boundary_celery.shell import headers as H
+from boundary_celery.shell import bulk, wire
+from boundary_celery.shell.clock import utcnow
 from boundary_celery.shell.context import TenantHook
+from boundary_celery.shell.defaults import as_policy, policy_from_settings, task_max_retries
+from boundary_celery.shell.task import BoundaryTask, job_options
 
 if TYPE_CHECKING:
     from celery import Celery
-
-#: Fields cleared on a record when a dead job is queued again.
-_RETRY_CLEARS = ("started_at", "completed_at", "result", "duration_ms", "execute_at")
-
-
-def utcnow() -> datetime:
-    """The shell's clock (the core never reads one)."""
-    return datetime.now(UTC)
-
-
-def policy_from_settings(settings: BoundarySettings) -> RetryPolicy:
-    """The default retry policy configured in ``[retry]``."""
-    cfg = settings.retry
-    if cfg.preset:
-        return RetryPolicy.preset(cfg.preset)
-    return RetryPolicy.from_config(
-        {
-            "backoff_strategy": cfg.backoff_strategy,
-            "initial_delay_ms": cfg.initial_delay_ms,
-            "max_delay_ms": cfg.max_delay_ms,
-            "jitter": cfg.jitter,
-            "schedule": tuple(cfg.schedule),
-        }
-    )
-
-
-def message_meta(
-    job: Job, no_handler_since: int | None = None, defaulted: Iterable[str] = ()
-) -> dict[str, Any]:
-    """The compact ``boundary`` header the worker reads back (m is the job's metadata).
-
-    ``defaulted`` names fields ("mr", "rp") the publisher only guessed because it does
-    not know the job type: the worker's own task definition replaces them.
-    """
-    meta: dict[str, Any] = {
-        "q": job.queue,
-        "p": job.priority.value,
-        "rc": job.retry_count,
-        "mr": job.max_retries,
-    }
-    if job.tenant_id is not None:
-        meta["t"] = job.tenant_id
-    if job.metadata:
-        meta["m"] = job.metadata
-    if job.retry_policy is not None:
-        meta["rp"] = job.retry_policy.model_dump(mode="json")
-    if no_handler_since is not None:
-        meta["nh"] = no_handler_since
-    defaulted = sorted(defaulted)
-    if defaulted:
-        meta["d"] = defaulted
-    return meta
 
 
 class Jobs:
@@ -102,6 +56,7 @@ class Jobs:
         self.tenant_hook = tenant_hook
         self.rand = rand
         self.default_policy = policy_from_settings(settings)
+        store.requeue = self.requeue
 
     # -- enqueueing (JobQueue) ------------------------------------------------------
 
@@ -139,12 +94,12 @@ class Jobs:
             else getattr(task, "boundary_priority", Priority.NORMAL),
             "queue": queue or getattr(task, "boundary_queue", "default"),
             "max_retries": max_retries if max_retries is not None
-            else _task_max_retries(task, self.settings.retry.max_retries),
+            else task_max_retries(task, self.settings.retry.max_retries),
             "metadata": dict(metadata) if metadata is not None else {},
             "tenant_id": tenant_id,
             "execute_at": execute_at,
         }
-        policy = _policy(retry_policy) or getattr(task, "boundary_retry_policy", None)
+        policy = as_policy(retry_policy) or getattr(task, "boundary_retry_policy", None)
         if policy is not None:
             data["retry_policy"] = policy
         spec = JobInput.parse(data)
@@ -161,7 +116,7 @@ class Jobs:
             )
 
     def enqueue(self, job_type: str, args: Mapping[str, Any] | None = None, **options: Any) -> str:
-        """Validate and publish a job; returns its id. Options as :meth:`build_job`."""
+        """Validate and publish a job; returns its id. Options as :meth:`prepare`."""
         job, defaulted = self.prepare(job_type, args, **options)
         self.publish(job, defaulted=defaulted)
         return str(job.id)
@@ -184,11 +139,21 @@ class Jobs:
         """Port form: publish ``job`` on ``queue_name`` to run at ``execute_at``."""
         return self.enqueue_job(queue_name, job.model_copy(update={"execute_at": execute_at}))
 
-    def publish(self, job: Job, **header_options: Any) -> None:
-        """Send ``job`` as a Celery task message; the record is written with it.
-        ``header_options`` as :meth:`message_headers` (by default the whole record, due
-        at ``job.execute_at``)."""
-        headers = self.message_headers(job, **header_options)
+    def publish(
+        self,
+        job: Job,
+        write: RecordWrite | None = None,
+        *,
+        due: datetime | None = None,
+        defaulted: Iterable[str] = (),
+    ) -> None:
+        """Send ``job`` as a Celery task message; the transport stores the record ``write``
+        (default: the whole new record) with it, held until ``due`` (default
+        ``job.execute_at``) when that is in the future."""
+        headers = wire.message_headers(
+            job, write if write is not None else self.store.new_record(job), due=due,
+            defaulted=defaulted,
+        )
         self.app.send_task(
             job.job_type,
             kwargs=job.args,
@@ -199,68 +164,43 @@ class Jobs:
             headers=headers,
         )
 
-    @staticmethod
-    def message_headers(
-        job: Job,
-        *,
-        fields: Mapping[str, Any] | None = None,
-        due: datetime | None = None,
-        counter: str = "",
-        clear: Iterable[str] = (),
-        no_handler_since: int | None = None,
-        defaulted: Iterable[str] = (),
-    ) -> dict[str, Any]:
-        """The boundary headers of ``job``'s message (read by the worker and the transport)."""
-        due = due if due is not None else job.execute_at
-        headers: dict[str, Any] = {
-            H.META: message_meta(job, no_handler_since, defaulted),
-            H.RECORD: flatten(fields if fields is not None else job_fields(job)),
-        }
-        if due is not None and due > utcnow():
-            headers[H.DUE] = to_ms(due)
-        if counter:
-            headers[H.COUNTER] = counter
-        clear = list(clear)
-        if clear:
-            headers[H.CLEAR] = clear
-        return headers
+    def requeue(self, job: Job, write: RecordWrite) -> None:
+        """Publish ``job`` now with ``write`` (the store's hook for ``retry_job``)."""
+        self.publish(job, write, due=utcnow())
 
-    def enqueue_many(self, items: Iterable[Mapping[str, Any]], batch_size: int = 500) -> list[str]:
+    def enqueue_many(self, items: Iterable[Mapping[str, Any]],
+                     batch_size: int = bulk.DEFAULT_BATCH_SIZE) -> list[str]:
         """Validate every item, then publish them pipelined; returns the job ids in order.
         Items are ``{"job_type": ..., "args": {...}, **options of enqueue}``."""
-        from boundary_celery.shell.bulk import enqueue_many
-
-        return enqueue_many(self, list(items), batch_size=batch_size)
+        return bulk.enqueue_many(self, list(items), batch_size=batch_size)
 
     def dequeue_job(self, queue_name: str) -> Job | None:
         """Port form: take the most urgent waiting job of ``queue_name`` off the broker
         (the caller runs it; a Celery worker normally does this)."""
-        raw = self.store.pop_message(queue_name)
-        if raw is None:
-            return None
-        job_id = json.loads(raw)["headers"]["id"]
-        return self.store.find_job(str(job_id))
+        return self.store.pop_job(queue_name)
 
     def queue_size(self, queue_name: str) -> int:
         """Jobs waiting in ``queue_name`` at every level (scheduled ones not counted)."""
-        return sum(self.store.queue_depths([queue_name])[queue_name])
+        return sum(self.queue_sizes_by_priority(queue_name).values())
 
     def queue_sizes_by_priority(self, queue_name: str) -> dict[str, int]:
         """Waiting jobs of ``queue_name`` per level."""
-        depths = self.store.queue_depths([queue_name])[queue_name]
-        return {Priority.from_rank(step).value: n
-                for step, n in zip(PRIORITY_STEPS, depths, strict=True)}
+        return self.store.queue_depths([queue_name])[queue_name]
 
     def scheduled_count(self) -> int:
         return self.store.scheduled_count()
 
+    def scheduled_jobs(self, limit: int = 50) -> list[ScheduledEntry]:
+        """The next scheduled jobs with their due time, soonest first."""
+        return self.store.scheduled_jobs(limit)
+
     def process_scheduled_jobs(self, now: datetime | None = None) -> int:
         """Publish every scheduled job due at ``now``; returns how many moved."""
         batch = self.settings.scheduler.batch_size
-        now_ms = to_ms(now or utcnow())
+        moment = now or utcnow()
         total = 0
         while True:
-            moved = self.store.move_due(now_ms, batch)
+            moved = self.store.move_due(moment, batch)
             total += moved
             if moved < batch:
                 return total
@@ -268,113 +208,54 @@ class Jobs:
     def list_queues(self) -> list[str]:
         return self.store.list_queues()
 
-    # -- the store (JobStore) ---------------------------------------------------------
+    # -- the store's ports, passed through (JobStore, JobStats) ---------------------------
 
     def save_job(self, job: Job) -> None:
-        """Port form: write ``job``'s record as it is."""
-        self.store.save(str(job.id), job_fields(job))
-
-    def dead_letter(self, job: Job) -> None:
-        """Port form: put an already failed ``job`` in the DLQ (counted by record_outcome,
-        as in the other adapters)."""
-        now = job.completed_at or utcnow()
-        self.store.dead_letter(str(job.id), job.queue, to_ms(now), job_fields(job), count=False)
-
-    def record_outcome(self, job: Job) -> None:
-        """Port form: count a terminal outcome (completed or failed) and its duration.
-        (Jobs run by workers are counted by the store's scripts already.)"""
-        if job.status not in (JobStatus.COMPLETED, JobStatus.FAILED):
-            return
-        field = "succeeded" if job.status is JobStatus.COMPLETED else "failed"
-        self.store.count(job.queue, {field: 1, "duration_ms": job.duration_ms or 0.0})
-
-    def record_retry(self, job: Job) -> None:
-        """Port form: count one retry of ``job``."""
-        self.store.count(job.queue, {"retried": 1})
+        self.store.save_job(job)
 
     def find_job(self, job_id: UUID | str) -> Job | None:
-        return self.store.find_job(str(job_id))
+        return self.store.find_job(job_id)
+
+    def job_detail(self, job_id: UUID | str) -> JobDetail | None:
+        """The job with its attempts, last worker and DLQ membership."""
+        return self.store.job_detail(str(job_id))
 
     def failed_jobs(self, limit: int = 20) -> list[Job]:
         return self.store.failed_jobs(limit)
+
+    def dead_letter(self, job: Job) -> None:
+        self.store.dead_letter(job)
 
     def dlq_size(self) -> int:
         return self.store.dlq_size()
 
     def purge_dlq(self, job_id: UUID | str | None = None) -> int:
-        return self.store.purge_dlq(str(job_id) if job_id is not None else None)
+        return self.store.purge_dlq(job_id)
 
     def retry_job(self, job_id: UUID | str, reset_retries: bool = False) -> Job | None:
         """Queue a dead job again now, at its own queue and priority; None if not in the DLQ."""
-        jid = str(job_id)
-        job = self.store.find_job(jid)
-        if job is None or not self.store.take_from_dlq(jid):
-            return None
-        now = utcnow()
-        again = prepare_retry(job, now, reset_retries=reset_retries)
-        fields = {
-            "status": again.status.value,
-            "retry_count": again.retry_count,
-            "max_retries": again.max_retries,
-            "updated_at": to_ms(now),
-        }
-        try:
-            self.publish(again, fields=fields, clear=_RETRY_CLEARS, due=now)
-        except Exception:
-            self.store.client.zadd(self.store.keys.dlq, {jid: to_ms(now)})
-            raise
-        return again
+        return self.store.retry_job(job_id, reset_retries, now=utcnow())
 
-    # -- statistics (JobStats) --------------------------------------------------------
+    def record_outcome(self, job: Job) -> None:
+        self.store.record_outcome(job)
+
+    def record_retry(self, job: Job) -> None:
+        self.store.record_retry(job)
 
     def queue_stats(self, queue_name: str) -> QueueStats:
-        return self._queue_stats([queue_name])[0]
-
-    def _queue_stats(self, queues: list[str]) -> list[QueueStats]:
-        counters = self.store.queue_counters(queues)
-        depths = self.store.queue_depths(queues)
-        out = []
-        for q in queues:
-            c = counters[q]
-            processed = int(c["succeeded"] + c["failed"])
-            by_level = {Priority.from_rank(step).value: n
-                        for step, n in zip(PRIORITY_STEPS, depths[q], strict=True)}
-            out.append(
-                QueueStats(
-                    queue_name=q,
-                    size=sum(depths[q]),
-                    processed_total=processed,
-                    succeeded_total=int(c["succeeded"]),
-                    failed_total=int(c["failed"]),
-                    retried_total=int(c["retried"]),
-                    avg_duration_ms=round(average_duration(c["duration_ms"], processed), 3),
-                    size_by_priority=by_level,
-                )
-            )
-        return out
+        return self.store.queue_stats(queue_name)
 
     def job_stats(self) -> JobStatsReport:
-        queues = self._queue_stats(self.store.list_queues())
-        now_ms = to_ms(utcnow())
-        window = self.settings.workers.heartbeat_interval_s * 3 * 1000
-        return JobStatsReport(
-            total_processed=sum(q.processed_total for q in queues),
-            total_succeeded=sum(q.succeeded_total for q in queues),
-            total_failed=sum(q.failed_total for q in queues),
-            total_retried=sum(q.retried_total for q in queues),
-            active_workers=self.store.active_workers(now_ms, window),
-            dlq_size=self.store.dlq_size(),
-            scheduled_count=self.store.scheduled_count(),
-            scheduler_lag_ms=self.store.scheduler_lag_ms(now_ms),
-            queues=queues,
-        )
+        return self.store.job_stats(utcnow())
+
+    def duration_histograms(self) -> list[tuple[str, str, list[int], int, float]]:
+        """Per (queue, job type): bucket counts (with +Inf), count and sum in ms."""
+        return self.store.duration_histograms()
 
     # -- handlers (JobRegistry) -------------------------------------------------------
 
     def register_handler(self, job_type: str, handler: Callable[..., Any], **options: Any) -> None:
         """Register a plain function as the handler of ``job_type`` on this app."""
-        from boundary_celery.shell.task import BoundaryTask, job_options
-
         self.app.task(name=job_type, base=BoundaryTask, **job_options(job_type, **options))(
             handler
         )
@@ -388,16 +269,3 @@ class Jobs:
 
     def list_job_types(self) -> list[str]:
         return sorted(n for n in self.app.tasks if not n.startswith("celery."))
-
-
-def _task_max_retries(task: Any, default: int) -> int:
-    value = getattr(task, "boundary_max_retries", None)
-    return default if value is None else int(value)
-
-
-def _policy(value: RetryPolicy | Mapping[str, Any] | str | None) -> RetryPolicy | None:
-    if value is None or isinstance(value, RetryPolicy):
-        return value
-    if isinstance(value, str):
-        return RetryPolicy.preset(value)
-    return RetryPolicy.from_config(value)

@@ -3,7 +3,7 @@
 :class:`StoreCollector` is a ``prometheus_client`` collector: each scrape reads the durable
 Redis counters (``Jobs.job_stats()``), so the values equal the store's and survive restarts
 of the admin process and of the workers. The job duration histogram is kept in Redis too:
-the worker adds each observation (``complete.lua``, ``RedisJobStore.record_duration``) and
+the worker adds each observation (``complete.lua``, ``dead_letter.lua``) and
 the collector turns the stored bucket counts into a histogram.
 """
 
@@ -36,7 +36,7 @@ __all__ = [
     "start_worker_metrics_server",
 ]
 
-log = logging.getLogger("boundary_celery.admin.metrics")
+log = logging.getLogger("boundary_celery.metrics")
 
 class StoreCollector(Collector):
     """Reads the job store on every scrape (no in-process state)."""
@@ -99,7 +99,7 @@ class StoreCollector(Collector):
         hist = HistogramMetricFamily(
             "job_duration_ms", "Job run time in ms by job type and queue.",
             labels=["job_type", "queue"])
-        for queue, job_type, buckets, count, sum_ms in self.jobs.store.duration_histograms():
+        for queue, job_type, buckets, count, sum_ms in self.jobs.duration_histograms():
             hist.add_metric([job_type, queue], _cumulative(buckets, count), sum_value=sum_ms)
         yield hist
 

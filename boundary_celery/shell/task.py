@@ -11,11 +11,12 @@ from celery import Task, shared_task
 from celery.result import AsyncResult
 
 from boundary_celery.core.errors import JobValidationError
-from boundary_celery.core.job import JobInput
 from boundary_celery.core.priority import Priority
 from boundary_celery.core.retry import RetryPolicy
+from boundary_celery.core.validation import JobInput
+from boundary_celery.shell.defaults import as_policy
 from boundary_celery.shell.execution import run_delivery
-from boundary_celery.shell.install import jobs_of
+from boundary_celery.shell.installed import jobs_of
 
 
 class BoundaryTask(Task):
@@ -129,18 +130,11 @@ def job_options(
         {"job_type": name, "queue": queue, "priority": priority,
          **({"max_retries": max_retries} if max_retries is not None else {})}
     )
-    policy: RetryPolicy | None
-    if retry_policy is None or isinstance(retry_policy, RetryPolicy):
-        policy = retry_policy
-    elif isinstance(retry_policy, str):
-        policy = RetryPolicy.preset(retry_policy)
-    else:
-        policy = RetryPolicy.from_config(retry_policy)
     return {
         "boundary_queue": spec.queue,
         "boundary_priority": spec.priority,
         "boundary_max_retries": max_retries,
-        "boundary_retry_policy": policy,
+        "boundary_retry_policy": as_policy(retry_policy),
         **task_options,
     }
 

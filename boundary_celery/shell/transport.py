@@ -16,12 +16,16 @@ other tools read the broker as usual). Compared with kombu's Redis transport it:
 - in a worker, runs the job's ``begin`` script inside the MULTI/EXEC that records the
   message as unacked, and hands the verdict to the pool in a header: marking a job
   running costs no round trip of its own.
+
+The store builds every script call (``RedisJobStore.enqueue_call``, ``begin_call``,
+``dead_letter``); this module only runs them on kombu's client or pipeline.
 """
 
 # kombu/celery internals used here are untyped attributes of their classes.
 # mypy: disable-error-code="attr-defined"
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,14 +37,17 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 
-from boundary_celery.adapters.redis_keys import PRIORITY_STEPS, Keys, queue_of_list
-from boundary_celery.adapters.redis_store import enqueue_args, enqueue_keys, script
-from boundary_celery.shell import headers as H
-from boundary_celery.shell.poison import dead_letter_poison
+from boundary_celery.adapters.redis_store import RedisJobStore, ScriptCall
+from boundary_celery.shell import wire
+from boundary_celery.shell.clock import utcnow
+from boundary_celery.shell.logfmt import event
+from boundary_celery.shell.poison import poison_job
 
-#: ``hook(message) -> (keys, argv) | None``: the ``begin.lua`` call for a received
-#: message, installed by the worker bootstep (None: not a worker, or not a job).
-BeginHook = Callable[[Any], "tuple[list[str], list[Any]] | None"]
+log = logging.getLogger("boundary_celery.worker")
+
+#: ``hook(message) -> ScriptCall | None``: the ``begin`` call for a received message,
+#: installed by the worker bootstep (None: not a worker, or not a job).
+BeginHook = Callable[[Any], "ScriptCall | None"]
 
 
 class QoS(kombu_redis.QoS):
@@ -53,25 +60,23 @@ class QoS(kombu_redis.QoS):
         call = hook(message) if hook is not None else None
         if call is None:
             return super().append(message, delivery_tag)
-        keys, argv = call
-        begin = script("begin")
         delivery = message.delivery_info
         with self.pipe_or_acquire() as pipe:
             pipe.zadd(self.unacked_index_key, {delivery_tag: kombu_redis.time()})
             pipe.hset(self.unacked_key, delivery_tag,
                       dumps([message._raw, delivery["exchange"], delivery["routing_key"]]))
-            pipe.evalsha(begin.sha, len(keys), *keys, *argv)
+            call.queue(pipe)
             verdict: str | None
             try:
                 verdict = bytes_to_str(pipe.execute()[2])
             except redis.exceptions.NoScriptError:  # the rest of the transaction ran
                 with self.channel.conn_or_acquire() as client:
-                    verdict = bytes_to_str(begin(client, keys, argv))
+                    verdict = bytes_to_str(call.run(client))
             except redis.exceptions.ResponseError:  # unacked bookkeeping ran; the pool
                 verdict = None  # child runs begin itself and reports any error there
         if verdict is not None:
             # After the unacked copy was serialized: a redelivery never carries a verdict.
-            message.headers[H.VERDICT] = verdict
+            message.headers[wire.VERDICT] = verdict
         virtual.QoS.append(self, message, delivery_tag)
 
 
@@ -89,13 +94,15 @@ class Channel(kombu_redis.Channel):
     boundary_prefix = "boundary"
     boundary_dlq_max_size = 10_000
     boundary_dlq_max_age_days = 180
-    priority_steps = list(PRIORITY_STEPS)
 
     _boundary_client: Any = None
 
     @cached_property
-    def boundary_keys(self) -> Keys:
-        return Keys(self.boundary_prefix)
+    def boundary_store(self) -> RedisJobStore:
+        """The job store, used here only with this channel's client."""
+        return RedisJobStore(prefix=self.boundary_prefix,
+                             dlq_max_size=self.boundary_dlq_max_size,
+                             dlq_max_age_days=self.boundary_dlq_max_age_days)
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -114,38 +121,25 @@ class Channel(kombu_redis.Channel):
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         headers = message.get("headers") or {}
-        if H.RECORD not in headers and H.DUE not in headers:
+        if wire.WRITE not in headers and wire.DUE not in headers:
             return super()._put(queue, message, **kwargs)
         message = dict(message)
-        message["headers"] = {k: v for k, v in headers.items() if k not in H.TRANSIENT}
-        job_id = str(headers.get("id"))
+        message["headers"] = {k: v for k, v in headers.items() if k not in wire.TRANSIENT}
         target = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-        keys = enqueue_keys(self.boundary_keys, target, job_id, queue)
-        args = enqueue_args(
-            dumps(message),
-            job_id,
-            queue,
-            due_ms=headers.get(H.DUE),
-            counter=headers.get(H.COUNTER) or "",
-            delete=headers.get(H.CLEAR) or (),
-            fields=headers.get(H.RECORD) or (),
+        call = self.boundary_store.enqueue_call(
+            queue, target, dumps(message), str(headers.get("id")),
+            due_ms=headers.get(wire.DUE), write=headers.get(wire.WRITE),
         )
         batch = kwargs.pop("_publish_batch", None)
-        enqueue = script("enqueue")
-        if batch is not None:
-            self._ensure_scripts_loaded(batch.pipeline)
-            batch.add("evalsha", enqueue.sha, len(keys), *keys, *args)
-            return None
         with self.conn_or_acquire() as client:
-            enqueue(client, keys, args)
+            if batch is None:
+                call.run(client)
+                return None
+            if not getattr(self, "_boundary_scripts_loaded", False):
+                call.load(client)  # the batch pipeline sends EVALSHA only
+                self._boundary_scripts_loaded = True
+        batch.add("execute_command", *call.command())
         return None
-
-    def _ensure_scripts_loaded(self, pipeline: Any) -> None:
-        if getattr(self, "_boundary_scripts_loaded", False):
-            return
-        with self.conn_or_acquire() as client:
-            client.script_load(script("enqueue").source)
-        self._boundary_scripts_loaded = True
 
     # -- consuming ------------------------------------------------------------------
 
@@ -173,7 +167,7 @@ class Channel(kombu_redis.Channel):
             if not dest__item:
                 raise kombu_redis.Empty()
             dest_raw, item = dest__item
-            dest = queue_of_list(bytes_to_str(dest_raw))
+            dest = bytes_to_str(dest_raw).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
             payload = self._parse_envelope(bytes_to_str(item), dest)
             if payload is not None:
@@ -200,16 +194,13 @@ class Channel(kombu_redis.Channel):
             if body:
                 self.decode_body(body, props.get("body_encoding"))
         except Exception as exc:
+            reason = f"undecodable broker message: {exc}"
+            job = poison_job(job_id=None, job_type=None, queue=queue, reason=reason,
+                             error_type="PoisonMessageError", now=utcnow(), raw=raw)
             with self.conn_or_acquire() as client:
-                dead_letter_poison(
-                    client,
-                    self.boundary_keys,
-                    queue=queue,
-                    raw=raw,
-                    reason=f"undecodable broker message: {exc}",
-                    dlq_max_size=self.boundary_dlq_max_size,
-                    dlq_max_age_days=self.boundary_dlq_max_age_days,
-                )
+                self.boundary_store.dead_letter(job, count=True, client=client)
+            log.error(event("Poison message dead-lettered", job_id=str(job.id), queue=queue,
+                            reason=reason))
             return None
         return payload
 

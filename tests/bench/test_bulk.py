@@ -11,7 +11,7 @@ import pytest
 from boundary_celery.adapters.redis_keys import list_key
 from boundary_celery.core.errors import JobValidationError
 from boundary_celery.core.priority import Priority
-from boundary_celery.shell import headers as H
+from boundary_celery.shell import wire as H
 from boundary_celery.shell.bulk import enqueue_many
 from boundary_celery.testing import Sandbox, wait_for
 
