@@ -1,8 +1,11 @@
-"""Ports: the protocols the shell talks to, implemented by the memory and Redis adapters.
+"""Ports: the protocols of the guide's ``IJobQueue``, ``IJobStore``, ``IJobStats`` and
+``IJobRegistry``.
 
-They mirror the guide's ``IJobQueue``, ``IJobStore``, ``IJobStats`` and ``IJobRegistry``.
-Adapters store and move jobs; every decision (transitions, retries, delays) comes from
-``boundary_celery.core``.
+``adapters.memory`` implements all four; ``adapters.redis_store.RedisJobStore`` implements
+``JobStore`` and ``JobStats``, and ``shell.jobs.Jobs`` (which publishes through Celery)
+``JobQueue`` and ``JobRegistry``. One contract test suite (``tests/contract``) holds both
+sides to the same semantics. Adapters store and move jobs; every decision (transitions,
+retries, delays) comes from ``boundary_celery.core``.
 """
 
 from __future__ import annotations

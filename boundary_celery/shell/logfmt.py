@@ -31,10 +31,6 @@ def set_format(fmt: str) -> None:
     _FORMAT = fmt
 
 
-def get_format() -> str:
-    return _FORMAT
-
-
 def _kv(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     if not text or any(c in text for c in ' "=\n'):
