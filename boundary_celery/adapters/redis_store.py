@@ -66,7 +66,7 @@ Requeue = Callable[[Job, RecordWrite], None]
 
 #: Fields cleared on a record when a dead job is queued again.
 _RETRY_CLEARS = ("started_at", "completed_at", "result", "duration_ms", "execute_at")
-_COUNTERS = ("succeeded", "failed", "retried", "duration_ms")
+_COUNTERS = ("succeeded", "failed", "retried", "duration_ms", "timed")
 
 
 @dataclass(frozen=True)
@@ -280,12 +280,13 @@ class RedisJobStore:
         )
 
     def dead_letter(self, job: Job, *, count: bool = False, client: Any = None) -> None:
-        """Save ``job`` (already settled as failed) at the head of the DLQ; trims the DLQ
-        to its bounds. ``count`` adds the failure to the queue's counters and its duration
-        histogram (the port form leaves counting to :meth:`record_outcome`)."""
+        """Save ``job`` (already settled as failed) at the head of the DLQ (newest first by
+        the time it was dead-lettered); trims the DLQ to its bounds. ``count`` adds the
+        failure to the queue's counters and its duration histogram (the port form leaves
+        counting to :meth:`record_outcome`)."""
         k = self.keys
         jid, queue = str(job.id), job.queue
-        now_ms = to_ms(job.completed_at or job.updated_at or datetime.now(UTC))
+        now_ms = to_ms(datetime.now(UTC))
         duration = "" if job.duration_ms is None else round(job.duration_ms, 3)
         script("dead_letter")(
             client or self.client,
@@ -311,7 +312,10 @@ class RedisJobStore:
         if job.status not in (JobStatus.COMPLETED, JobStatus.FAILED):
             return
         name = "succeeded" if job.status is JobStatus.COMPLETED else "failed"
-        self._count(job.queue, {name: 1, "duration_ms": job.duration_ms or 0.0})
+        increments: dict[str, float] = {name: 1}
+        if job.duration_ms is not None:  # the average is over jobs that ran
+            increments.update(duration_ms=job.duration_ms, timed=1)
+        self._count(job.queue, increments)
 
     def record_retry(self, job: Job) -> None:
         """Count one automatic retry of ``job``."""
@@ -421,7 +425,9 @@ class RedisJobStore:
 
     def failed_jobs(self, limit: int = 20) -> list[Job]:
         """Dead-lettered jobs, most recent first, at most ``limit``."""
-        ids = self.client.zrevrange(self.keys.dlq, 0, max(limit, 1) - 1)
+        if limit < 1:
+            return []
+        ids = self.client.zrevrange(self.keys.dlq, 0, limit - 1)
         return [record_to_job(rec) for rec in self._records(ids) if rec]
 
     def _records(self, ids: Sequence[str]) -> list[dict[str, str]]:
@@ -489,6 +495,7 @@ class RedisJobStore:
         for q, raw in zip(queues, raw_counters, strict=True):
             c = {name: float(raw.get(name, 0)) for name in _COUNTERS}
             processed = int(c["succeeded"] + c["failed"])
+            timed = c["timed"] if "timed" in raw else processed  # counters before `timed`
             out.append(QueueStats(
                 queue_name=q,
                 size=sum(depths[q].values()),
@@ -496,7 +503,7 @@ class RedisJobStore:
                 succeeded_total=int(c["succeeded"]),
                 failed_total=int(c["failed"]),
                 retried_total=int(c["retried"]),
-                avg_duration_ms=round(average_duration(c["duration_ms"], processed), 3),
+                avg_duration_ms=round(average_duration(c["duration_ms"], int(timed)), 3),
                 size_by_priority=depths[q],
             ))
         return out

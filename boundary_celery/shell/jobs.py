@@ -255,10 +255,11 @@ class Jobs:
     # -- handlers (JobRegistry) -------------------------------------------------------
 
     def register_handler(self, job_type: str, handler: Callable[..., Any], **options: Any) -> None:
-        """Register a plain function as the handler of ``job_type`` on this app."""
-        self.app.task(name=job_type, base=BoundaryTask, **job_options(job_type, **options))(
-            handler
-        )
+        """Register a plain function as the handler of ``job_type`` on this app only,
+        replacing the previous handler of that type."""
+        self.app.tasks.pop(job_type, None)
+        self.app.task(name=job_type, base=BoundaryTask, shared=False,
+                      **job_options(job_type, **options))(handler)
 
     def unregister_handler(self, job_type: str) -> None:
         self.app.tasks.pop(job_type, None)
