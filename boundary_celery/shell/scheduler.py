@@ -51,9 +51,12 @@ class SchedulerLoop:
         """Loop until :meth:`stop` (or ``max_passes``); errors are logged, never fatal."""
         passes = 0
         while not self.stopped.is_set():
-            try:
-                if self.heartbeat is not None:
+            if self.heartbeat is not None:
+                try:
                     self.heartbeat()
+                except Exception:  # a missed beat must not hold up due jobs
+                    log.exception("heartbeat failed; retrying next interval")
+            try:
                 self.run_once()
             except Exception:
                 log.exception("scheduler pass failed; retrying next interval")

@@ -1,0 +1,91 @@
+"""``shell.heartbeat``: a worker's name in the store's worker set (real Redis)."""
+
+from __future__ import annotations
+
+import time
+
+from boundary_celery.shell.clock import epoch_ms, utcnow
+from boundary_celery.shell.heartbeat import Heartbeat
+from boundary_celery.testing import wait_for
+
+WORKER = "w-heartbeat@localhost"
+
+
+def test_settings_give_interval_and_ttl(make_jobs):
+    _, jobs = make_jobs(workers={"heartbeat_interval_s": 2})
+    hb = Heartbeat(jobs, WORKER)
+    assert hb.every_s == 2
+    assert hb.ttl_ms == 6000
+
+
+def test_first_call_beats_and_counts_the_worker(sandbox, make_jobs):
+    _, jobs = make_jobs()
+    hb = Heartbeat(jobs, WORKER)
+    assert jobs.job_stats().active_workers == 0
+    before = epoch_ms(utcnow())
+    hb()
+    after = epoch_ms(utcnow())
+    score = sandbox.redis.zscore(sandbox.keys.workers, WORKER)
+    assert score is not None and before <= score <= after
+    assert jobs.job_stats().active_workers == 1
+
+
+def test_two_calls_in_a_row_write_once(sandbox, make_jobs):
+    _, jobs = make_jobs()  # heartbeat_interval_s = 1
+    r, key = sandbox.redis, sandbox.keys.workers
+    hb = Heartbeat(jobs, WORKER)
+    hb()
+    first = r.zscore(key, WORKER)
+    assert first is not None
+    # Mark the entry: a second write would replace the marker with the current time.
+    r.zadd(key, {WORKER: first - 1})
+    hb()
+    assert r.zscore(key, WORKER) == first - 1
+    # Gone from the set: a call within the interval does not bring it back.
+    r.zrem(key, WORKER)
+    hb()
+    assert r.zscore(key, WORKER) is None
+    assert jobs.job_stats().active_workers == 0
+
+
+def test_beats_again_once_the_interval_has_passed(sandbox, make_jobs):
+    _, jobs = make_jobs()  # heartbeat_interval_s = 1
+    r, key = sandbox.redis, sandbox.keys.workers
+    hb = Heartbeat(jobs, WORKER)
+    hb()
+    first = r.zscore(key, WORKER)
+    r.zrem(key, WORKER)
+    start = time.monotonic()
+
+    def beat_seen() -> float | None:
+        hb()
+        return r.zscore(key, WORKER)
+
+    second = wait_for(beat_seen, timeout=5, interval=0.02, message="the next beat")
+    assert second - first >= 1000
+    assert time.monotonic() - start >= 0.5  # not the call right after the first beat
+    assert jobs.job_stats().active_workers == 1
+
+
+def test_a_beat_forgets_workers_silent_for_three_intervals(sandbox, make_jobs):
+    _, jobs = make_jobs()  # ttl = 3 s
+    r, key = sandbox.redis, sandbox.keys.workers
+    now_ms = epoch_ms(utcnow())
+    r.zadd(key, {"dead@localhost": now_ms - 10_000, "quiet@localhost": now_ms - 1_000})
+    Heartbeat(jobs, WORKER)()
+    assert r.zscore(key, "dead@localhost") is None
+    assert r.zscore(key, "quiet@localhost") == now_ms - 1_000
+    assert jobs.job_stats().active_workers == 2
+
+
+def test_stop_removes_only_this_worker(sandbox, make_jobs):
+    _, jobs = make_jobs()
+    r, key = sandbox.redis, sandbox.keys.workers
+    mine, other = Heartbeat(jobs, WORKER), Heartbeat(jobs, "other@localhost")
+    mine()
+    other()
+    assert jobs.job_stats().active_workers == 2
+    mine.stop()
+    assert r.zscore(key, WORKER) is None
+    assert r.zscore(key, "other@localhost") is not None
+    assert jobs.job_stats().active_workers == 1

@@ -1,0 +1,124 @@
+"""``shell.scheduler``: SchedulerLoop passes over real Redis; a failed pass is logged."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import redis
+from celery import Celery
+
+from boundary_celery.adapters.redis_store import RedisJobStore
+from boundary_celery.core.job import JobStatus
+from boundary_celery.shell.clock import utcnow
+from boundary_celery.shell.jobs import Jobs
+from boundary_celery.shell.scheduler import SchedulerLoop
+from boundary_celery.testing import wait_for
+
+
+class Beats:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+def schedule_soon(jobs, queue: str, seconds: float = 0.5):
+    due = utcnow() + timedelta(seconds=seconds)
+    jid = jobs.enqueue("t.sched", {"k": 1}, queue=queue, execute_at=due)
+    assert jobs.scheduled_count() == 1 and jobs.queue_size(queue) == 0
+    return jid, due
+
+
+def test_interval_from_settings_or_argument(make_jobs):
+    _, jobs = make_jobs(scheduler={"interval_ms": 250})
+    assert SchedulerLoop(jobs).interval_s == 0.25
+    assert SchedulerLoop(jobs, interval_ms=40).interval_s == 0.04
+
+
+def test_one_pass_moves_a_due_job(sandbox, make_jobs):
+    _, jobs = make_jobs()
+    q = sandbox.queue()
+    jid, due = schedule_soon(jobs, q)
+    beats = Beats()
+    loop = SchedulerLoop(jobs, heartbeat=beats)
+
+    loop.run(max_passes=1)  # not due yet
+    assert (loop.moved_total, jobs.queue_size(q), jobs.scheduled_count()) == (0, 0, 1)
+    assert jobs.find_job(jid).status is JobStatus.SCHEDULED
+
+    wait_for(lambda: utcnow() > due, timeout=5, message="the due time")
+    loop.run(max_passes=1)
+    assert loop.moved_total == 1
+    assert jobs.queue_size(q) == 1 and jobs.scheduled_count() == 0
+    assert jobs.find_job(jid).status is JobStatus.PENDING
+    assert beats.count == 2  # one beat per pass
+
+    loop.run(max_passes=1)  # nothing left: the total stays
+    assert loop.moved_total == 1 and jobs.queue_size(q) == 1
+
+
+def test_run_once_returns_how_many_moved(sandbox, make_jobs):
+    _, jobs = make_jobs()
+    q = sandbox.queue()
+    _, due = schedule_soon(jobs, q, 0.2)
+    jobs.enqueue("t.sched", {"k": 2}, queue=q, execute_at=due)
+    loop = SchedulerLoop(jobs)
+    wait_for(lambda: utcnow() > due, timeout=5, message="the due time")
+    assert loop.run_once() == 2
+    assert loop.run_once() == 0
+    assert loop.moved_total == 2 and jobs.queue_size(q) == 2
+
+
+def test_started_loop_moves_jobs_until_stopped(sandbox, make_jobs):
+    _, jobs = make_jobs()
+    q = sandbox.queue()
+    schedule_soon(jobs, q, 0.3)
+    loop = SchedulerLoop(jobs, interval_ms=20)
+    loop.start()
+    try:
+        wait_for(lambda: jobs.queue_size(q) == 1, timeout=5, message="the job moved")
+    finally:
+        loop.stop()
+    assert loop._thread is not None and not loop._thread.is_alive()
+    assert loop.moved_total == 1
+
+
+def test_a_stopped_loop_makes_no_pass(make_jobs):
+    _, jobs = make_jobs()
+    beats = Beats()
+    loop = SchedulerLoop(jobs, heartbeat=beats)
+    loop.stopped.set()
+    loop.run(max_passes=3)
+    assert beats.count == 0
+
+
+def test_a_failing_pass_is_logged_not_raised(sandbox, caplog):
+    store = RedisJobStore("redis://127.0.0.1:1/0", prefix=sandbox.prefix, socket_timeout_s=0.2)
+    jobs = Jobs(Celery("scheduler-down"), sandbox.settings(), store)
+    beats = Beats()
+    loop = SchedulerLoop(jobs, interval_ms=10, heartbeat=beats)
+    with caplog.at_level(logging.ERROR, logger="boundary_celery.scheduler"):
+        loop.run(max_passes=2)  # returns: the error does not escape
+    failures = [r for r in caplog.records
+                if r.name == "boundary_celery.scheduler" and "scheduler pass failed" in r.message]
+    assert len(failures) == 2
+    assert all(r.levelno == logging.ERROR for r in failures)
+    assert failures[0].exc_info is not None
+    assert isinstance(failures[0].exc_info[1], redis.exceptions.ConnectionError)
+    assert beats.count == 2 and loop.moved_total == 0
+
+
+def test_a_failing_heartbeat_is_logged_not_raised(make_jobs, caplog):
+    _, jobs = make_jobs()
+
+    def broken() -> None:
+        raise OSError("heartbeat down")
+
+    loop = SchedulerLoop(jobs, interval_ms=10, heartbeat=broken)
+    with caplog.at_level(logging.ERROR, logger="boundary_celery.scheduler"):
+        loop.run(max_passes=2)
+    failures = [r for r in caplog.records if "scheduler pass failed" in r.message]
+    assert len(failures) == 2
+    assert all(r.exc_info and isinstance(r.exc_info[1], OSError) for r in failures)
