@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY . .
-RUN pip install . \
+RUN pip install '.[flower,hiredis]' \
     && useradd --create-home --uid 10001 app
 USER app
 

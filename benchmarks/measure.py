@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from benchmarks.apps.common import DONE_KEY, NOOP, SEP
+from benchmarks.apps.common import DONE_KEY, NOOP, PRIORITY_STEPS, SEP
 from benchmarks.workers import Layout, WorkerGroup
 
 QUEUE = "bench"
@@ -37,7 +37,9 @@ def list_key(step: int) -> str:
     return f"{QUEUE}{SEP}{step}" if step else QUEUE
 
 
-LIST_KEYS = [list_key(s) for s in range(5)]
+NORMAL_STEP = PRIORITY_STEPS[2]
+#: One list per level, most urgent first (the steps both apps use: Celery ints in pairs).
+LIST_KEYS = [list_key(s) for s in PRIORITY_STEPS]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -75,7 +77,7 @@ class System:
             self.jobs.enqueue(NOOP, args, priority=LEVELS[rank], queue=QUEUE)
         else:
             self.app.send_task(NOOP, kwargs=args, queue=QUEUE, routing_key=QUEUE,
-                               priority=rank)
+                               priority=PRIORITY_STEPS[rank])
 
     def enqueue_bulk(self, ranks: list[int]) -> None:
         """Many jobs at once: ``enqueue_many`` vs kombu's ``Producer.batch()``."""
@@ -91,7 +93,7 @@ class System:
         with app.producer_or_acquire() as producer, producer.batch():
             for i, r in enumerate(ranks):
                 app.send_task(NOOP, kwargs={"n": i}, queue=QUEUE, routing_key=QUEUE,
-                              priority=r, producer=producer)
+                              priority=PRIORITY_STEPS[r], producer=producer)
 
     # -- Redis state ------------------------------------------------------------------
 
@@ -178,7 +180,7 @@ def stage(system: System, phase: str, n: int) -> dict[str, int]:
     ranks = [i % 5 for i in range(n)] if phase == "mixed" else [LEVELS.index(phase)] * n
     system.enqueue_bulk(ranks)
     staged: dict[str, int] = {}
-    for step, key in enumerate(LIST_KEYS):
+    for step, key in zip(PRIORITY_STEPS, LIST_KEYS, strict=True):
         count = system.redis.llen(key)
         if count:
             target = f"stage:{phase}:{step}"
@@ -369,7 +371,7 @@ def measure_scheduler(system: System, sizes: list[int], interval_ms: int,
         t0 = time.perf_counter()
         moved = jobs.process_scheduled_jobs()
         rate = moved / (time.perf_counter() - t0)
-        ok = moved == size and system.redis.llen(list_key(2)) == size
+        ok = moved == size and system.redis.llen(list_key(NORMAL_STEP)) == size
 
         system.reset()
         far = int(time.time() * 1000) + 3_600_000
@@ -390,7 +392,7 @@ def measure_scheduler(system: System, sizes: list[int], interval_ms: int,
         try:
             deadline = time.monotonic() + 3 * interval_ms / 1000 + 30
             while len(lags) < probes and time.monotonic() < deadline:
-                got = watcher.brpop([list_key(2)], timeout=1)
+                got = watcher.brpop([list_key(NORMAL_STEP)], timeout=1)
                 if got is None:
                     continue
                 arrived = time.time() * 1000

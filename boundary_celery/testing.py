@@ -124,8 +124,8 @@ class WorkerProcess:
         env: dict[str, str],
         queues: Iterable[str],
         *,
-        concurrency: int = 1,
-        pool: str = "prefork",
+        concurrency: int | None = 1,
+        pool: str | None = "prefork",
         extra_args: Iterable[str] = (),
         cwd: str | Path | None = None,
     ) -> None:
@@ -142,10 +142,14 @@ class WorkerProcess:
 
     @property
     def command(self) -> list[str]:
+        """``celery -A <module> worker``; ``-P``/``-c``/``-Q`` only where given (no queues:
+        the worker consumes what the app declares, as a user's plain command would)."""
         return [
-            sys.executable, "-m", "celery", "-A", self.app_module, "worker",
-            "-l", "info", "-P", self.pool, "-c", str(self.concurrency),
-            "-n", self.hostname, "-Q", ",".join(self.queues),
+            sys.executable, "-m", "celery", "-A", self.app_module, "worker", "-l", "info",
+            *(["-P", self.pool] if self.pool else []),
+            *(["-c", str(self.concurrency)] if self.concurrency else []),
+            "-n", self.hostname,
+            *(["-Q", ",".join(self.queues)] if self.queues else []),
             "--without-mingle", "--without-gossip", *self.extra_args,
         ]
 

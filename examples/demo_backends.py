@@ -104,7 +104,7 @@ class Runner:
         """Validate ``spec`` into a Job with the handler's defaults (queue, priority, retries)."""
         task = self.example.app.tasks[spec.job_type]
         options: dict[str, Any] = {
-            "queue": self.queue_name(getattr(task, "boundary_queue", "default")),
+            "queue": self.queue_name(getattr(task, "boundary_queue", None) or "default"),
         }
         if spec.priority is not None:
             options["priority"] = spec.priority

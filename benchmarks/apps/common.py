@@ -19,7 +19,7 @@ DONE_KEY = "bench:done"
 READY_KEY = "bench:ready"
 
 #: Same broker transport options for both apps (boundary-celery adds its own keys).
-PRIORITY_STEPS = [0, 1, 2, 3, 4]
+PRIORITY_STEPS = [0, 2, 4, 6, 8]  # boundary-celery's: one list per level, ints in pairs
 SEP = "\x06\x16"
 VISIBILITY_TIMEOUT_S = 3600
 

@@ -1,7 +1,7 @@
 """Plain Celery on kombu's own Redis transport: the baseline.
 
 Same settings as boundary-celery's install(): JSON, acks_late, prefetch 1, task events,
-priority steps 0..4, visibility timeout; the no-op job has the same signature.
+priority steps 0, 2, 4, 6, 8, visibility timeout; the no-op job has the same signature.
 """
 
 from __future__ import annotations

@@ -1,19 +1,22 @@
 """Redis key names, all under one configurable prefix, and the kombu list names.
 
 Broker lists are kombu's own: a queue's most urgent level is the bare queue name and
-every other level is ``queue + SEP + step`` (kombu Redis transport priority steps).
+every other level is ``queue + SEP + step``, one step per Boundary level (0, 2, 4, 6, 8:
+Celery integers map onto them in pairs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from boundary_celery.core.priority import PRIORITY_STEPS
+
 #: kombu's Redis separator between a queue name and its priority step.
 SEP = "\x06\x16"
 #: Separator of queue and job type in duration histogram names.
 HIST_SEP = "\x1f"
-#: One kombu priority step per Boundary level: critical=0 ... bulk=4.
-PRIORITY_STEPS: tuple[int, ...] = (0, 1, 2, 3, 4)
+#: kombu's default priority steps: where a producer without boundary-celery puts messages.
+LEGACY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
 
 
 def list_key(queue: str, step: int) -> str:
@@ -22,8 +25,13 @@ def list_key(queue: str, step: int) -> str:
 
 
 def list_keys(queue: str) -> list[str]:
-    """Every level's list for ``queue``, most urgent first."""
+    """Every level's list for ``queue``, most urgent first (steps ``PRIORITY_STEPS``)."""
     return [list_key(queue, step) for step in PRIORITY_STEPS]
+
+
+def legacy_list_keys(queue: str) -> list[str]:
+    """``queue``'s lists under kombu's default steps that are not one of ours."""
+    return [list_key(queue, step) for step in LEGACY_STEPS if step not in PRIORITY_STEPS]
 
 
 def queue_of_list(key: str) -> str:

@@ -28,6 +28,7 @@ from boundary_celery.adapters.redis_keys import (
     PRIORITY_STEPS,
     SEP,
     Keys,
+    legacy_list_keys,
     list_key,
     list_keys,
 )
@@ -242,7 +243,7 @@ class RedisJobStore:
         """Store ``message`` at ``queue``'s ``priority`` level (or until ``due``) with its
         record write; one round trip."""
         self.enqueue_call(
-            queue, list_key(queue, priority.rank), message, job_id,
+            queue, list_key(queue, priority.celery), message, job_id,
             due_ms=None if due is None else to_ms(due), write=write,
         ).run(self.client)
 
@@ -468,9 +469,46 @@ class RedisJobStore:
                 pipe.llen(key)
         counts = pipe.execute() if queues else []
         n = len(PRIORITY_STEPS)
-        return {q: {Priority.from_rank(step).value: int(counts[i * n + j])
+        return {q: {Priority.from_celery(step).value: int(counts[i * n + j])
                     for j, step in enumerate(PRIORITY_STEPS)}
                 for i, q in enumerate(queues)}
+
+    def legacy_depths(self, queues: Sequence[str]) -> dict[str, int]:
+        """Messages waiting in lists only a producer without boundary-celery fills (kombu's
+        default priority steps 3 and 9), per queue: no boundary worker reads them until
+        :meth:`move_legacy` moves them."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            for key in legacy_list_keys(q):
+                pipe.llen(key)
+        counts = pipe.execute() if queues else []
+        n = len(legacy_list_keys("x"))
+        return {q: sum(int(c) for c in counts[i * n : (i + 1) * n]) for i, q in enumerate(queues)}
+
+    def move_legacy(self, queue: str) -> int:
+        """Move ``queue``'s messages out of the legacy lists into the list of their
+        priority, oldest first (FIFO kept), in atomic batches; returns how many moved."""
+        total = 0
+        while True:
+            moved = int(script("move_legacy")(
+                self.client, [*legacy_list_keys(queue)], [queue, SEP, 500, *PRIORITY_STEPS]))
+            total += moved
+            if moved < 500:
+                return total
+
+    def eta_messages(self) -> int:
+        """Messages a worker holds unacknowledged with a Celery ``eta`` (waiting in its
+        memory rather than in the scheduler): this prefix's and kombu's default key."""
+        found = 0
+        for key in (self.keys.unacked, "unacked"):
+            for _, raw in self.client.hscan_iter(key, count=500):
+                try:
+                    message = json.loads(raw)[0]
+                    if (message.get("headers") or {}).get("eta"):
+                        found += 1
+                except (ValueError, TypeError, IndexError, AttributeError):
+                    continue
+        return found
 
     def pop_job(self, queue: str) -> Job | None:
         """Take the most urgent waiting message of ``queue`` off the broker and return its

@@ -168,16 +168,18 @@ def settle(
     rand: Callable[[], float] | None = None,
     *,
     exc: BaseException | type[BaseException] | str | None = None,
+    automatic_retries: bool = True,
 ) -> Settlement:
     """Apply an attempt's outcome to the running job; the job's own retry_policy wins.
 
     ``exc`` is what the attempt raised, if anything. A failure whose ``exc`` is not
     :func:`is_retryable` spends the retry budget first (``max_retries = retry_count``), so
-    the job is dead-lettered now instead of retried.
+    the job is dead-lettered now instead of retried. Without ``automatic_retries`` (a plain
+    Celery task: it retries only through its own retry API) every failure is final.
     """
     if outcome.success:
         return Settlement(complete_job(job, outcome.result, now), None, False)
-    if exc is not None and not is_retryable(exc):
+    if not automatic_retries or (exc is not None and not is_retryable(exc)):
         job = job.model_copy(update={"max_retries": job.retry_count})
     error = outcome.error or JobError(message="handler reported failure", type="JobError")
     failed = fail_job(job, error, now)

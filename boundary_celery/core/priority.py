@@ -22,8 +22,14 @@ class Priority(StrEnum):
 
     @property
     def rank(self) -> int:
-        """0 for critical ... 4 for bulk (0 = most urgent; also the kombu Redis priority step)."""
+        """0 for critical ... 4 for bulk (0 = most urgent)."""
         return _RANKS[self]
+
+    @property
+    def celery(self) -> int:
+        """The level's Celery-on-Redis integer: 0, 2, 4, 6, 8 (the first of its pair; also
+        the kombu Redis priority step of the level's list)."""
+        return _RANKS[self] * 2
 
     def __lt__(self, other: str) -> bool:
         if isinstance(other, Priority):
@@ -88,3 +94,7 @@ class Priority(StrEnum):
 _RANKS: dict[Priority, int] = {p: i for i, p in enumerate(Priority)}
 
 DEFAULT_PRIORITY = Priority.NORMAL
+
+#: One kombu Redis priority step per level (``Priority.celery``): Celery integers map in
+#: pairs onto them, 0-1 critical ... 8-9 bulk, exactly as :meth:`Priority.from_celery`.
+PRIORITY_STEPS: tuple[int, ...] = tuple(p.celery for p in Priority.ordered())

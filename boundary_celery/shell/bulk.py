@@ -1,7 +1,7 @@
 """``enqueue_many``: publish many jobs in a few pipelined Redis round trips.
 
 Each job is validated and built exactly as :meth:`Jobs.enqueue` does (``Jobs.prepare``)
-and carries the same headers as :meth:`Jobs.publish` (``wire.message_headers``), so the
+and carries the same headers as :meth:`Jobs.publish` (``publishing.finish_headers``), so the
 boundary transport still stores message and record atomically per job (``enqueue.lua``).
 The difference is the transport: inside kombu's ``Producer.batch()`` the Redis channel
 buffers every job's ``EVALSHA enqueue`` (and the task-sent event's ``PUBLISH``) in one
@@ -23,6 +23,7 @@ from boundary_celery.core.errors import JobValidationError
 from boundary_celery.core.job import Job
 from boundary_celery.shell import wire
 from boundary_celery.shell.clock import utcnow
+from boundary_celery.shell.publishing import finish_headers, message_args
 
 if TYPE_CHECKING:
     from boundary_celery.shell.jobs import Jobs
@@ -78,13 +79,15 @@ def enqueue_many(
         try:
             for job, defaulted in built:
                 jid = str(job.id)
-                msg = amqp.as_task_v2(jid, job.job_type, args=(), kwargs=job.args)
-                headers = {**msg.headers, **wire.message_headers(
-                    job, jobs.store.new_record(job), defaulted=defaulted)}
+                args, kwargs = message_args(job.args)
+                msg = amqp.as_task_v2(jid, job.job_type, args=tuple(args), kwargs=kwargs)
+                headers = dict(msg.headers)
+                headers[wire.META] = wire.message_meta(job, defaulted=defaulted)
+                finish_headers(jobs, job, headers)
                 properties = {**msg.properties, "delivery_mode": 2,
-                              "priority": job.priority.rank}
+                              "priority": job.priority.celery}
                 message = channel.prepare_message(
-                    dumps(msg.body), job.priority.rank, "application/json", "utf-8",
+                    dumps(msg.body), job.priority.celery, "application/json", "utf-8",
                     headers, properties,
                 )
                 batch.publish(message, exchange="", routing_key=job.queue)

@@ -35,7 +35,18 @@ def as_policy(value: RetryPolicy | Mapping[str, Any] | str | None) -> RetryPolic
     return RetryPolicy.from_config(value)
 
 
+#: The most retries a job record can show (a Celery task may allow more, or unlimited).
+MAX_RECORDED_RETRIES = 25
+
+
 def task_max_retries(task: Any, default: int) -> int:
-    """The job type's own ``max_retries`` (``boundary_max_retries``), else ``default``."""
+    """The job type's own ``max_retries`` (``boundary_max_retries``); for a plain Celery
+    task Celery's ``max_retries`` (unlimited shows as 25); else ``default``."""
     value = getattr(task, "boundary_max_retries", None)
-    return default if value is None else int(value)
+    if value is not None:
+        return int(value)
+    if task is not None and not getattr(task, "boundary_declared", True):
+        celery_value = getattr(task, "max_retries", None)
+        return MAX_RECORDED_RETRIES if celery_value is None else min(
+            int(celery_value), MAX_RECORDED_RETRIES)
+    return default

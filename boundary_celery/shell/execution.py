@@ -1,7 +1,11 @@
 """One delivery of a job in a worker process: record, run, settle, persist.
 
 The core decides (start, settle: complete / retry with a delay / dead-letter); this
-module only reads the message, calls the handler and writes what was decided.
+module only reads the message, calls the handler and writes what was decided. A plain
+Celery task keeps Celery's semantics (its return value is the result, it retries only
+through its own retry API); a declared job type follows its Boundary retry policy and
+may return the failure shape. Every retry is published by Celery's ``Task.retry``, so
+canvas options travel with it, and waits in the boundary scheduler.
 Redis round trips per successful job beyond Celery's own: the publish (which also
 writes the record), and ``complete``. ``begin`` rides in the consumer's unacked
 transaction (transport.QoS); it is a round trip of its own only where no consumer
@@ -16,7 +20,7 @@ from contextlib import ExitStack
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from celery.exceptions import Ignore, Retry
+from celery.exceptions import Ignore, Reject, Retry
 
 from boundary_celery.core.job import Job, start_job
 from boundary_celery.core.outcome import (
@@ -34,6 +38,7 @@ from boundary_celery.shell.context import JobContext, job_context
 from boundary_celery.shell.defaults import task_max_retries
 from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.logfmt import event
+from boundary_celery.shell.publishing import record_args, retrying_after
 
 if TYPE_CHECKING:
     from boundary_celery.shell.task import BoundaryTask
@@ -52,32 +57,34 @@ def effective_max_retries(task: BoundaryTask, meta: dict[str, Any]) -> int:
     return task_max_retries(task, jobs_of(task.app).settings.retry.max_retries)
 
 
-def job_from_delivery(task: BoundaryTask, kwargs: dict[str, Any]) -> Job:
-    """The job this delivery carries (from its message and the job type's definition)."""
+def job_from_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
+    """The job this delivery carries: Celery's fields (id, task name, retries, priority,
+    queue), the ``boundary`` header and the job type's definition."""
     req = task.request
     meta = wire.effective_meta(getattr(req, wire.META, None))
     delivery = req.delivery_info or {}
     policy = meta.get("rp")
-    job = Job(
+    pri = delivery.get("priority")
+    return Job(
         id=uuid.UUID(str(req.id)),
-        job_type=task.name,
-        queue=meta.get("q") or delivery.get("routing_key") or task.boundary_queue,
-        args=kwargs,
-        priority=meta.get("p") or task.boundary_priority,
+        job_type=getattr(req, "task", None) or task.name,
+        queue=meta.get("q") or delivery.get("routing_key") or task.app.conf.task_default_queue,
+        args=record_args(task, args, kwargs),
+        priority=Priority.from_celery(pri) if isinstance(pri, int) and 0 <= pri <= 9
+        else task.boundary_priority,
         status=JobStatus.PENDING,
-        retry_count=int(meta.get("rc", 0)),
+        retry_count=int(req.retries or 0),
         max_retries=effective_max_retries(task, meta),
         tenant_id=meta.get("t"),
         metadata=meta.get("m") or {},
         retry_policy=RetryPolicy.from_config(policy) if policy else task.boundary_retry_policy,
     )
-    return job
 
 
 def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run one delivered job to a recorded outcome (see module docstring)."""
     jobs = jobs_of(task.app)
-    job = job_from_delivery(task, kwargs)
+    job = job_from_delivery(task, args, kwargs)
     jid = str(job.id)
     now = utcnow()
     verdict = getattr(task.request, wire.VERDICT, None)  # begun on receipt by the consumer
@@ -87,38 +94,50 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
         log.info(event("Skipping delivery", job_id=jid, job_type=job.job_type, reason=verdict))
         raise Ignore()
     running = start_job(job, now)
+    declared = task.boundary_declared
     verbose = log.isEnabledFor(logging.INFO)  # format the lines only when they are kept
     if verbose:
         log.info(event("Processing job", job_id=jid, job_type=job.job_type, queue=job.queue,
                        priority=job.priority.value, attempt=job.retry_count + 1))
 
     exc: Exception | None = None
+    value: Any = None
     try:
         with ExitStack() as stack:
             stack.enter_context(job_context(_context(running)))
             if job.tenant_id is not None and jobs.tenant_hook is not None:
                 stack.enter_context(jobs.tenant_hook(job.tenant_id))
-            outcome = interpret_handler_return(task.run(*args, **kwargs))
+            value = task.run(*args, **kwargs)
+        outcome = interpret_handler_return(value) if declared else JobResult.success(value)
+    except Retry as retry:  # the task's own retry API: the retry is published and recorded
+        log.warning(event("Job failed", job_id=jid, job_type=job.job_type,
+                          error=str(retry.exc) if retry.exc else None,
+                          retry_count=job.retry_count + 1, retry_at=str(retry.when)))
+        raise
+    except (Ignore, Reject):  # Celery's own control flow
+        raise
     except Exception as err:
         exc = err
         outcome = JobResult.failure(**error_from_exception(err).model_dump())
 
     end = utcnow()
-    decided = settle(running, outcome, end, jobs.default_policy, jobs.rand, exc=exc)
+    decided = settle(running, outcome, end, jobs.default_policy, jobs.rand, exc=exc,
+                     automatic_retries=declared)
     done = decided.job
     if done.status is JobStatus.COMPLETED:
         jobs.store.complete(done, end)
         if verbose:
             log.info(event("Job completed successfully", job_id=jid, job_type=job.job_type,
                            duration_ms=done.duration_ms))
-        return done.result
-    if decided.retry_delay_ms is not None:
+        return done.result if declared else value
+    if decided.retry_delay_ms is not None:  # a declared job type's retry policy
         due = end + timedelta(milliseconds=decided.retry_delay_ms)
-        jobs.publish(done, jobs.store.retry_record(done, end, due), due=due)
         log.warning(event("Job failed", job_id=jid, job_type=job.job_type,
                           error=done.error.message if done.error else None,
                           retry_count=done.retry_count, retry_in_ms=decided.retry_delay_ms))
-        raise Retry(exc=exc or JobFailedError(_message(done)), when=due)
+        with retrying_after(done.error):
+            task.retry(exc=exc or JobFailedError(_message(done)), eta=due,
+                       max_retries=done.max_retries)
     jobs.store.dead_letter(done, count=True)
     log.warning(event("Job failed", job_id=jid, job_type=job.job_type,
                       error=done.error.message if done.error else None,

@@ -1,4 +1,4 @@
-"""``install(app)``: configure a Celery app for Boundary jobs and return its ``Jobs``."""
+"""``install(app)``: make every task of a Celery app a Boundary job; returns its ``Jobs``."""
 
 from __future__ import annotations
 
@@ -8,15 +8,19 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from celery import signals
-from kombu import Exchange, Queue
+from kombu.utils.imports import symbol_by_name
 
 from boundary_celery.adapters.redis_store import RedisJobStore
 from boundary_celery.settings import BoundarySettings, load_settings
+from boundary_celery.shell import conf_policy
+from boundary_celery.shell.conf_policy import ConfigConflict
 from boundary_celery.shell.context import TenantHook
 from boundary_celery.shell.flower import transport_for
 from boundary_celery.shell.installed import attach
 from boundary_celery.shell.jobs import Jobs
 from boundary_celery.shell.logfmt import event, set_format, tally
+from boundary_celery.shell.publishing import BoundaryAMQP
+from boundary_celery.shell.task import BoundaryTask
 from boundary_celery.shell.worker_step import WorkerRuntime
 
 if TYPE_CHECKING:
@@ -33,10 +37,16 @@ def install(
     *,
     tenant_hook: TenantHook | None = None,
 ) -> Jobs:
-    """Configure ``app`` (broker, serializers, acks, priorities, hooks) and return its Jobs.
+    """Make every task of ``app`` a Boundary job and return the app's :class:`Jobs`.
 
     The broker is the app's ``broker_url`` when set, else the settings' Redis URL; the
-    job store lives in the same Redis database (its scripts touch both at once).
+    job store lives in the same Redis database (its scripts touch both at once). Celery
+    settings follow :mod:`~boundary_celery.shell.conf_policy`: a user's value is kept
+    (with a warning where it weakens a guarantee) or refused by name. Only the broker's
+    own wiring is boundary's (``broker_transport``, ``worker_consumer``, the transport's
+    priority steps and key names); a different user value there is replaced with a warning.
+    The app's default queue is kept; a worker started without ``-Q`` consumes every queue
+    its job types declare.
     """
     settings = settings or load_settings()
     set_format(settings.logging.format)
@@ -44,6 +54,10 @@ def install(
     scheme = urlparse(url).scheme
     if scheme not in REDIS_SCHEMES:
         raise ValueError(f"invalid broker_url: {url!r} (boundary-celery needs a Redis broker)")
+    if app.conf.task_protocol != 2:
+        raise ConfigConflict("task_protocol", app.conf.task_protocol,
+                             "boundary-celery reads Celery's message protocol 2")
+    notes = conf_policy.plan(app.conf, settings)
     store = RedisJobStore(
         url,
         prefix=settings.store.key_prefix,
@@ -54,48 +68,83 @@ def install(
         socket_timeout_s=max(settings.redis.timeout_ms / 1000, 1.0),
         worker_window_ms=settings.workers.heartbeat_interval_s * 3 * 1000,
     )
+    user_options = dict(app.conf.broker_transport_options or {})
+    visibility_s = int(user_options.get("visibility_timeout")
+                       or settings.workers.visibility_timeout_s)
     transport_options = {
-        **(app.conf.broker_transport_options or {}),
-        **store.broker_options(),
-        "visibility_timeout": settings.workers.visibility_timeout_s,
+        "visibility_timeout": visibility_s,
         # kombu sweeps unacked messages every interval x throttle seconds (default
         # 10 x 10): tie the sweep to the visibility timeout so a crashed worker's job
         # comes back soon after it becomes visible again.
-        "unacked_restore_interval": max(1, min(10, settings.workers.visibility_timeout_s // 2)),
+        "unacked_restore_interval": max(1, min(10, visibility_s // 2)),
         "unacked_restore_throttle": 1,
+        **user_options,
+        **store.broker_options(),  # the keys and priority lists are the store's
     }
+    notes.extend(conf_policy.wiring_notes(app.conf, store.broker_options()))
+    conf_policy.apply(app.conf, notes)
     app.conf.update(
         broker_url=url,
         broker_transport=transport_for(url),
         broker_transport_options=transport_options,
-        broker_connection_retry_on_startup=True,
-        broker_pool_limit=settings.redis.max_total,
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        task_acks_late=True,
-        task_acks_on_failure_or_timeout=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=settings.workers.prefetch_multiplier,
-        worker_send_task_events=settings.workers.task_events,
-        task_send_sent_event=settings.workers.task_events,
-        task_default_queue="default",
         worker_consumer="boundary_celery.shell.consumer:BoundaryConsumer",
     )
-    if not app.conf.task_queues:  # `celery worker` without -Q consumes [workers] queues
-        app.conf.task_queues = [Queue(q, Exchange(q), routing_key=q)
-                                for q in settings.workers.queues]
-    if app.conf.worker_concurrency is None:
-        app.conf.worker_concurrency = settings.workers.count
     if scheme == "rediss" and not app.conf.broker_use_ssl:
         # kombu enables TLS by itself only for a transport literally named "rediss".
         app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    _make_tasks_jobs(app)
     if WorkerRuntime not in app.steps["worker"]:
         app.steps["worker"].add(WorkerRuntime)
     jobs = Jobs(app, settings, store, tenant_hook=tenant_hook)
+    jobs.conf_notes = notes
     attach(app, jobs)
+    for note in notes:
+        if note.warning:
+            log.warning(event("Celery setting kept", setting=note.setting, value=note.value,
+                              consequence=note.warning))
+        else:
+            log.debug(event("Celery setting", setting=note.setting, action=note.action,
+                            value=note.value, previous=note.previous))
     return jobs
+
+
+def _make_tasks_jobs(app: Celery) -> None:
+    """BoundaryTask becomes the app's task base (combined with a custom one), its AMQP
+    publishes jobs, and at finalize the job types' queues join the consumed queues."""
+    base = app.Task
+    if not issubclass(base, BoundaryTask):
+        user_cls = app.task_cls if app._custom_task_cls_used else None  # type: ignore[attr-defined]
+        app.task_cls = (BoundaryTask if user_cls is None else  # type: ignore[assignment]
+                        type("BoundaryTask", (BoundaryTask, symbol_by_name(user_cls)),
+                             {"abstract": True, "__module__": __name__}))
+        app.__dict__.pop("Task", None)  # cached_property: rebuilt from task_cls
+    if not isinstance(app.amqp, BoundaryAMQP):
+        app.amqp_cls = BoundaryAMQP  # type: ignore[assignment]
+        app.__dict__.pop("amqp", None)
+    if not getattr(app, "_boundary_queues_hooked", False):
+        app.on_after_finalize.connect(_declare_job_queues, weak=False)
+        app._boundary_queues_hooked = True  # type: ignore[attr-defined]
+    if app.finalized:  # type: ignore[attr-defined]
+        _declare_job_queues(app)
+
+
+def _declare_job_queues(sender: Any = None, **_: Any) -> None:
+    """Unless the app lists its queues (``task_queues``), a worker without ``-Q`` also
+    consumes every queue a job type declares and the ``[workers] queues``."""
+    app = sender
+    if app is None or app.conf.task_queues:
+        return
+    queues = app.amqp.queues
+    names = [getattr(task, "boundary_queue", None) or getattr(task, "queue", None)
+             for task in list(app.tasks.values())]
+    names.extend(app.boundary.settings.workers.queues)
+    selected = getattr(queues, "_consume_from", None)  # -Q given: the user chose
+    default = getattr(queues, "_default_consume_from", None)  # Celery >= 5.6
+    for name in names:
+        if isinstance(name, str) and name not in queues:
+            queue = queues.add(name)
+            if selected is None and default is not None:
+                default[queue.name] = queue
 
 
 @signals.worker_ready.connect(weak=False)

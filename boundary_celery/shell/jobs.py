@@ -30,8 +30,10 @@ from boundary_celery.core.stats import JobStatsReport, QueueStats
 from boundary_celery.settings import BoundarySettings
 from boundary_celery.shell import bulk, wire
 from boundary_celery.shell.clock import utcnow
+from boundary_celery.shell.conf_policy import ConfNote
 from boundary_celery.shell.context import TenantHook
 from boundary_celery.shell.defaults import as_policy, policy_from_settings, task_max_retries
+from boundary_celery.shell.publishing import message_args
 from boundary_celery.shell.task import BoundaryTask, job_options
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ class Jobs:
         self.tenant_hook = tenant_hook
         self.rand = rand
         self.default_policy = policy_from_settings(settings)
+        #: What install() did with each Celery setting (see ``conf_policy``).
+        self.conf_notes: list[ConfNote] = []
         store.requeue = self.requeue
 
     # -- enqueueing (JobQueue) ------------------------------------------------------
@@ -79,8 +83,10 @@ class Jobs:
         retry_policy: RetryPolicy | Mapping[str, Any] | str | None = None,
         job_id: UUID | str | None = None,
         now: datetime | None = None,
+        retry_count: int = 0,
     ) -> tuple[Job, tuple[str, ...]]:
-        """The new job and the fields only defaulted here (job type unknown locally)."""
+        """The new job and the fields only defaulted here (job type unknown locally).
+        ``retry_count`` is for a retry's message (Celery's ``retries``)."""
         task = self.app.tasks.get(job_type)
         defaulted: list[str] = []
         if task is None and max_retries is None:
@@ -92,7 +98,8 @@ class Jobs:
             "args": dict(args) if args is not None else {},
             "priority": priority if priority is not None
             else getattr(task, "boundary_priority", Priority.NORMAL),
-            "queue": queue or getattr(task, "boundary_queue", "default"),
+            "queue": queue or getattr(task, "boundary_queue", None)
+            or self.app.conf.task_default_queue,
             "max_retries": max_retries if max_retries is not None
             else task_max_retries(task, self.settings.retry.max_retries),
             "metadata": dict(metadata) if metadata is not None else {},
@@ -105,6 +112,8 @@ class Jobs:
         spec = JobInput.parse(data)
         self.check_queue(spec.queue)
         job = create_job(spec, job_id if job_id is not None else uuid.uuid4(), now or utcnow())
+        if retry_count:
+            job = job.model_copy(update={"retry_count": retry_count})
         return job, tuple(defaulted)
 
     def check_queue(self, queue: str) -> None:
@@ -148,20 +157,24 @@ class Jobs:
         defaulted: Iterable[str] = (),
     ) -> None:
         """Send ``job`` as a Celery task message; the transport stores the record ``write``
-        (default: the whole new record) with it, held until ``due`` (default
-        ``job.execute_at``) when that is in the future."""
-        headers = wire.message_headers(
-            job, write if write is not None else self.store.new_record(job), due=due,
-            defaulted=defaulted,
-        )
+        (default: the whole new record, see ``publishing``) with it, held until ``due``
+        (default ``job.execute_at``) when that is in the future."""
+        headers: dict[str, Any] = {
+            wire.JOB: job, wire.META: wire.message_meta(job, defaulted=defaulted)}
+        if write is not None:
+            headers[wire.WRITE] = write
+        args, kwargs = message_args(job.args)
         self.app.send_task(
             job.job_type,
-            kwargs=job.args,
+            args=args,
+            kwargs=kwargs,
             task_id=str(job.id),
             queue=job.queue,
             routing_key=job.queue,
-            priority=job.priority.rank,
+            priority=job.priority.celery,
             headers=headers,
+            eta=due if due is not None else job.execute_at,
+            retries=job.retry_count,
         )
 
     def requeue(self, job: Job, write: RecordWrite) -> None:

@@ -29,6 +29,7 @@ def begin_hook(jobs: Jobs, worker: str) -> BeginHook:
             return None
         meta = wire.effective_meta(raw)
         return jobs.store.begin_call(str(headers["id"]), utcnow(), worker,
-                                     int(meta.get("rc", 0)), effective_max_retries(task, meta))
+                                     int(headers.get("retries") or 0),
+                                     effective_max_retries(task, meta))
 
     return call

@@ -1,43 +1,62 @@
-"""``BoundaryTask`` and ``@boundary_job``: Celery tasks that follow the Boundary lifecycle."""
+"""``BoundaryTask``, the base of every task of an installed app, and ``@boundary_job``.
+
+``install(app)`` makes ``BoundaryTask`` the app's task base, so ``@app.task`` and
+``shared_task`` tasks are jobs too: each delivery is recorded and settled (see
+:mod:`boundary_celery.shell.execution`), while Celery's contracts (results, canvas, the
+retry API, task names) keep their meaning. A job type *declared* with ``@boundary_job``
+or ``@app.task(boundary={...})`` also gets Boundary's retry policy and failure shape.
+"""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Task, shared_task
+from celery._state import connect_on_app_finalize
 from celery.result import AsyncResult
 
 from boundary_celery.core.errors import JobValidationError
+from boundary_celery.core.outcome import error_from_exception
 from boundary_celery.core.priority import Priority
 from boundary_celery.core.retry import RetryPolicy
 from boundary_celery.core.validation import JobInput
+from boundary_celery.shell import wire
 from boundary_celery.shell.defaults import as_policy
 from boundary_celery.shell.execution import run_delivery
-from boundary_celery.shell.installed import jobs_of
+from boundary_celery.shell.publishing import current_retry_error, record_args, retrying_after
+
+#: ``apply_async`` options that are Boundary's, not Celery's (they go in the header).
+_META_OPTIONS = {"tenant_id": "t", "metadata": "m", "max_retries": "mr", "retry_policy": "rp"}
 
 
 class BoundaryTask(Task):
     """A Celery task whose every run is a Boundary job.
 
-    ``apply_async``/``delay`` validate and publish through the installed ``Jobs``;
-    in a worker, each delivery is recorded, retried with backoff or dead-lettered
-    (see :mod:`boundary_celery.shell.execution`). Called directly, it runs inline.
+    Publishing is Celery's (``apply_async`` adds Boundary's options: a priority name,
+    ``tenant_id``, ``metadata``, ``max_retries``, ``retry_policy``, ``execute_at``); every
+    message becomes a job's in :mod:`~boundary_celery.shell.publishing`.
     """
 
     abstract = True
-    typing = False  # arguments are validated (and positionals bound) by apply_async
-    ignore_result = True  # results live in the job store
-    acks_late = True
-    reject_on_worker_lost = True
     Request = "boundary_celery.shell.consumer:BoundaryRequest"
 
-    boundary_queue: str = "default"
+    #: True for a declared job type: Boundary's retry policy and failure shape apply.
+    boundary_declared: bool = False
+    boundary_queue: str | None = None
     boundary_priority: Priority = Priority.NORMAL
     boundary_max_retries: int | None = None
     boundary_retry_policy: RetryPolicy | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``@app.task(boundary={...})``: the job options, validated at definition."""
+        super().__init_subclass__(**kwargs)
+        options = cls.__dict__.get("boundary")
+        if isinstance(options, Mapping):
+            name = str(cls.__dict__.get("name") or cls.__name__)
+            for key, value in job_options(name, **options).items():
+                setattr(cls, key, value)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.request.called_directly:
@@ -55,60 +74,86 @@ class BoundaryTask(Task):
         shadow: str | None = None,
         **options: Any,
     ) -> AsyncResult:
-        """Publish as a job. ``priority`` takes a level name or a Celery int (0-9);
-        ``eta``/``countdown`` go to the boundary scheduler, never to a Celery ETA."""
-        jobs = jobs_of(self.app)
-        execute_at = _execute_at(options.pop("eta", None), options.pop("countdown", None))
-        job, defaulted = jobs.prepare(
-            self.name,
-            self.bind_args(args or (), kwargs or {}),
-            priority=options.pop("priority", None),
-            queue=_queue_name(options.pop("queue", None)),
-            max_retries=options.pop("max_retries", None),
-            metadata=options.pop("metadata", None),
-            tenant_id=options.pop("tenant_id", None),
-            execute_at=execute_at,
-            retry_policy=options.pop("retry_policy", None),
-            job_id=task_id,
-        )
-        jobs.publish(job, defaulted=defaulted)
-        return self.AsyncResult(str(job.id))
+        """Celery's ``apply_async``. ``priority`` also takes a level name (Celery ints map
+        in pairs: 0-1 critical ... 8-9 bulk); ``execute_at``, ``eta`` and ``countdown`` go
+        to the boundary scheduler; ``tenant_id``, ``metadata``, ``max_retries`` and
+        ``retry_policy`` are the job's."""
+        if getattr(self.app, "boundary", None) is not None:
+            _boundary_options(self, options)
+        return super().apply_async(
+            tuple(args) if args is not None else None,
+            dict(kwargs) if kwargs is not None else None,
+            task_id, producer, link, link_error, shadow, **options)
 
-    def bind_args(
-        self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Positional arguments bound to the handler's parameter names (handlers take kwargs)."""
-        if not args:
-            return dict(kwargs)
-        try:
-            bound = inspect.signature(self.run).bind(*args, **kwargs)
-        except TypeError as exc:
-            raise JobValidationError("args", list(args), str(exc)) from exc
-        out: dict[str, Any] = {}
-        for name, value in bound.arguments.items():
-            param = bound.signature.parameters[name]
-            if param.kind is inspect.Parameter.VAR_POSITIONAL:
-                raise JobValidationError("args", list(args), "handlers take keyword arguments")
-            if param.kind is inspect.Parameter.VAR_KEYWORD:
-                out.update(value)
-            else:
-                out[name] = value
-        return out
+    def retry(  # type: ignore[override]
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: Exception | None = None,
+        throw: bool = True,
+        eta: datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Celery's ``retry``: the retry keeps the job's header (tenant, metadata, policy)
+        and the record gets this attempt's error; it waits in the boundary scheduler."""
+        meta = getattr(self.request, wire.META, None)
+        if meta is not None:
+            headers = dict(options.pop("headers", None) or {})
+            headers.setdefault(wire.META, meta)
+            options["headers"] = headers
+        error = current_retry_error() or (
+            error_from_exception(exc) if isinstance(exc, BaseException) else None)
+        with retrying_after(error):
+            return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries,
+                                 **options)
 
-
-def _queue_name(queue: Any) -> str | None:
-    if queue is None or isinstance(queue, str):
-        return queue
-    return str(getattr(queue, "name", queue))
+    def bind_args(self, args: Any, kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The job's ``args`` object for a call (see ``publishing.record_args``)."""
+        return record_args(self, args, kwargs)
 
 
-def _execute_at(eta: Any, countdown: Any) -> datetime | None:
-    if eta is not None:
-        if isinstance(eta, str):
-            eta = datetime.fromisoformat(eta)
-        if not isinstance(eta, datetime):
-            raise JobValidationError("eta", eta, "expected a datetime")
-        return eta if eta.tzinfo else eta.replace(tzinfo=UTC)
+def _boundary_options(task: BoundaryTask, options: dict[str, Any]) -> None:
+    """Turn Boundary's ``apply_async`` options into Celery options and the job header."""
+    headers = dict(options.pop("headers", None) or {})
+    meta = dict(headers.get(wire.META) or {})
+    for option, key in _META_OPTIONS.items():
+        value = options.pop(option, None)
+        if value is None:
+            continue
+        if option == "retry_policy":
+            policy = as_policy(value)
+            value = policy.model_dump(mode="json") if policy is not None else None
+        meta[key] = value
+    if meta:
+        headers[wire.META] = meta
+    if headers:
+        options["headers"] = headers
+    execute_at = _execute_at(options.pop("execute_at", None), options.pop("eta", None),
+                             options.pop("countdown", None))
+    if execute_at is not None:
+        options["eta"] = execute_at
+    priority = options.get("priority")
+    if isinstance(priority, str | Priority):
+        options["priority"] = Priority.parse(priority).celery
+    queue = options.get("queue")
+    if queue is None and task.boundary_queue is not None:
+        options["queue"] = task.boundary_queue
+
+
+def _execute_at(execute_at: Any, eta: Any, countdown: Any) -> datetime | None:
+    if execute_at is not None or eta is not None:
+        field = "execute_at" if execute_at is not None else "eta"
+        moment = execute_at if execute_at is not None else eta
+        if isinstance(moment, str):
+            try:
+                moment = datetime.fromisoformat(moment)
+            except ValueError as exc:
+                raise JobValidationError(field, moment, "expected an ISO 8601 time") from exc
+        if not isinstance(moment, datetime):
+            raise JobValidationError(field, moment, "expected a datetime")
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     if countdown is not None:
         if isinstance(countdown, bool) or not isinstance(countdown, int | float):
             raise JobValidationError("countdown", countdown, "expected seconds")
@@ -119,19 +164,21 @@ def _execute_at(eta: Any, countdown: Any) -> datetime | None:
 def job_options(
     name: str,
     *,
-    queue: str = "default",
+    queue: str | None = None,
     priority: Priority | str | int = Priority.NORMAL,
     max_retries: int | None = None,
     retry_policy: RetryPolicy | Mapping[str, Any] | str | None = None,
     **task_options: Any,
 ) -> dict[str, Any]:
-    """Validated class attributes for a job type's task (fails at definition time)."""
+    """Validated class attributes of a declared job type (fails at definition time)."""
     spec = JobInput.parse(
-        {"job_type": name, "queue": queue, "priority": priority,
+        {"job_type": name, "priority": priority,
+         **({"queue": queue} if queue is not None else {}),
          **({"max_retries": max_retries} if max_retries is not None else {})}
     )
     return {
-        "boundary_queue": spec.queue,
+        "boundary_declared": True,
+        "boundary_queue": spec.queue if queue is not None else None,
         "boundary_priority": spec.priority,
         "boundary_max_retries": max_retries,
         "boundary_retry_policy": as_policy(retry_policy),
@@ -140,14 +187,34 @@ def job_options(
 
 
 def boundary_job(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Declare a job handler: ``@boundary_job`` or ``@boundary_job(queue=..., priority=...)``.
+    """Declare a job type: ``@boundary_job`` or ``@boundary_job(queue=..., priority=...)``.
 
-    The job type is the function name unless ``name=`` is given. Like Celery's
+    The job type is the task name: Celery's default (``module.function``) unless
+    ``name=`` is given, so converting an ``@app.task`` keeps its name and the messages
+    already in flight. ``aliases=[...]`` also routes old names to it. Like Celery's
     ``shared_task`` it works before or after :func:`boundary_celery.install`.
     """
 
     def decorate(func: Callable[..., Any]) -> Any:
-        name = options.pop("name", None) or func.__name__
-        return shared_task(name=name, base=BoundaryTask, **job_options(name, **options))(func)
+        name = options.pop("name", None)
+        aliases = tuple(options.pop("aliases", ()))
+        label = name or f"{func.__module__}.{func.__name__}"
+        task = shared_task(name=name, base=BoundaryTask, **job_options(label, **options))(func)
+        if aliases:
+            _register_aliases(name, func, aliases)
+        return task
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _register_aliases(name: str | None, func: Callable[..., Any],
+                      aliases: tuple[str, ...]) -> None:
+    """Make messages published under ``aliases`` run the task in every app finalized
+    from now on (registered after the task itself, so it is there)."""
+
+    def register(app: Any) -> None:
+        real = app.tasks[name or app.gen_task_name(func.__name__, func.__module__)]
+        for alias in aliases:
+            app.tasks[alias] = real
+
+    connect_on_app_finalize(register)

@@ -46,12 +46,13 @@ def test_enqueue_many_writes_records_and_messages_then_drains(
         assert record["priority"] == LEVELS[i % 5].value
         assert json.loads(record["args"]) == {"tag": f"t{i}"}
 
-    for step in range(5):
-        messages = [json.loads(m) for m in r.lrange(list_key(queue, step), 0, -1)]
-        assert {m["headers"]["id"] for m in messages} == set(ids[step::5])
+    for rank, level in enumerate(LEVELS):
+        messages = [json.loads(m) for m in r.lrange(list_key(queue, level.celery), 0, -1)]
+        assert {m["headers"]["id"] for m in messages} == set(ids[rank::5])
         for m in messages:
             assert m["headers"]["task"] == "e2e.record"
-            assert m["headers"][H.META]["p"] == LEVELS[step].value
+            assert m["properties"]["priority"] == level.celery
+            assert H.META in m["headers"]
             assert not H.TRANSIENT & m["headers"].keys()  # stripped by the transport
     assert queue in r.smembers(sandbox.keys.queues)
 
@@ -67,7 +68,7 @@ def test_enqueue_many_writes_records_and_messages_then_drains(
         return set(pipe.execute()) == {"completed"}
 
     wait_for(all_completed, timeout=30, message="every record completed")
-    assert sum(r.llen(list_key(queue, s)) for s in range(5)) == 0
+    assert sum(r.llen(list_key(queue, level.celery)) for level in LEVELS) == 0
 
 
 def test_enqueue_many_validates_everything_before_publishing(
@@ -80,7 +81,7 @@ def test_enqueue_many_validates_everything_before_publishing(
     with pytest.raises(JobValidationError):
         enqueue_many(jobs, items)
     r = sandbox.redis
-    assert sum(r.llen(list_key(queue, s)) for s in range(5)) == 0
+    assert sum(r.llen(list_key(queue, level.celery)) for level in LEVELS) == 0
     assert not list(r.scan_iter(f"{sandbox.prefix}:job:*"))
     assert enqueue_many(jobs, []) == []
 
@@ -98,4 +99,4 @@ def test_enqueue_many_sends_future_jobs_to_the_scheduler(
     r = sandbox.redis
     assert r.zscore(sandbox.keys.scheduled, ids[0]) is not None
     assert r.hget(sandbox.keys.job(ids[0]), "status") == "scheduled"
-    assert sum(r.llen(list_key(queue, s)) for s in range(5)) == 0
+    assert sum(r.llen(list_key(queue, level.celery)) for level in LEVELS) == 0

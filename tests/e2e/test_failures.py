@@ -10,6 +10,7 @@ import pytest
 from boundary_celery.adapters.redis_keys import list_key
 from boundary_celery.core.errors import JobValidationError
 from boundary_celery.core.job import JobStatus
+from boundary_celery.core.priority import PRIORITY_STEPS, Priority
 from boundary_celery.testing import wait_for
 
 
@@ -48,11 +49,11 @@ def test_duplicate_delivery_of_a_completed_job_does_not_run_again(
     q = sandbox.queue()
     job_id = jobs.enqueue("e2e.record", {"tag": "once"}, queue=q)
     r = sandbox.redis
-    raw = r.lindex(list_key(q, 2), 0)  # the message as published (normal level)
+    raw = r.lindex(list_key(q, Priority.NORMAL.celery), 0)  # as published (normal level)
     assert json.loads(raw)["headers"]["id"] == job_id
     worker = worker_factory([q])
     wait_for(lambda: _status(jobs, job_id) is JobStatus.COMPLETED, timeout=10)
-    r.lpush(list_key(q, 2), raw)  # the broker delivers it a second time
+    r.lpush(list_key(q, Priority.NORMAL.celery), raw)  # the broker delivers it a second time
     wait_for(lambda: "Skipping delivery" in worker.log_text(), timeout=10)
     assert r.lrange(f"{sandbox.prefix}:order", 0, -1) == ["once"]
     assert jobs.queue_stats(q).succeeded_total == 1
@@ -82,8 +83,8 @@ def test_poison_messages_go_to_the_dlq_and_the_worker_keeps_running(
     q = sandbox.queue()
     r = sandbox.redis
     good = jobs.enqueue("e2e.record", {"tag": "good"}, queue=q)
-    template = json.loads(r.lindex(list_key(q, 2), 0))
-    r.delete(list_key(q, 2))
+    template = json.loads(r.lindex(list_key(q, Priority.NORMAL.celery), 0))
+    r.delete(list_key(q, Priority.NORMAL.celery))
     pickled = json.loads(json.dumps(template))
     pickled["content-type"] = "application/x-python-serialize"
     pickled["headers"]["id"] = str(uuid.uuid4())
@@ -92,7 +93,7 @@ def test_poison_messages_go_to_the_dlq_and_the_worker_keeps_running(
     poisons = [b"this is not json", b"[1, 2, 3]", json.dumps(pickled), json.dumps(bad_body)]
     for p in poisons:
         r.lpush(q, p)
-    r.lpush(list_key(q, 2), json.dumps(template))  # the good job, after the poison
+    r.lpush(list_key(q, Priority.NORMAL.celery), json.dumps(template))  # good job after poison
     worker_factory([q])
 
     wait_for(lambda: jobs.dlq_size() == len(poisons), timeout=15, message="all dead-lettered")
@@ -130,4 +131,4 @@ def test_bad_input_fails_at_enqueue_and_writes_nothing(sandbox, make_jobs, optio
     r = sandbox.redis
     assert list(r.scan_iter(f"{sandbox.prefix}:*")) == []
     assert all(r.llen(k) == 0 for q in sandbox.queues for k in
-               [list_key(q, s) for s in range(5)])
+               [list_key(q, s) for s in PRIORITY_STEPS])

@@ -63,7 +63,7 @@ def test_new_record_stores_the_whole_job_with_its_message(sandbox, store):
     job = new_job(q, retry_policy={"initial_delay_ms": 10})
     message = publish(store, job, store.new_record(job))
     assert store.find_job(job.id) == job
-    assert sandbox.redis.lrange(list_key(q, Priority.HIGH.rank), 0, -1) == [message]
+    assert sandbox.redis.lrange(list_key(q, Priority.HIGH.celery), 0, -1) == [message]
     assert q in store.list_queues()
     assert store.queue_stats(q).size == 1
     assert store.queue_stats(q).retried_total == 0

@@ -418,8 +418,8 @@ def test_password_is_masked_in_errors() -> None:
 
 
 def test_install_maps_workers_section_onto_celery(monkeypatch):
-    """[workers] queues become what `celery worker` consumes without -Q; task_events
-    switches Celery's task events (Flower needs them on, the default)."""
+    """[workers] queues join what `celery worker` consumes without -Q (beside the app's
+    default queue); task_events switches Celery's task events (Flower needs them on)."""
     from celery import Celery
 
     import boundary_celery
@@ -427,7 +427,8 @@ def test_install_maps_workers_section_onto_celery(monkeypatch):
 
     on = Celery("on")
     boundary_celery.install(on, BoundarySettings(workers={"queues": ["emails", "media"]}))
-    assert [q.name for q in on.conf.task_queues] == ["emails", "media"]
+    on.finalize()
+    assert {"celery", "emails", "media"} <= set(on.amqp.queues.consume_from)
     assert on.conf.worker_send_task_events is True and on.conf.task_send_sent_event is True
     off = Celery("off")
     boundary_celery.install(off, BoundarySettings(workers={"task_events": False}))

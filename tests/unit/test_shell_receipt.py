@@ -7,6 +7,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import celery
+
 from boundary_celery.adapters.redis_keys import list_keys
 from boundary_celery.adapters.redis_store import ScriptCall
 from boundary_celery.core.job import JobStatus, complete_job
@@ -42,6 +44,10 @@ def setup(sandbox, make_jobs, **options: Any):
 
     @app.task(name="t.plain", shared=False)
     def plain() -> None:
+        return None
+
+    @app.task(name="t.celery", shared=False, base=celery.Task)
+    def not_a_job() -> None:  # a base class that does not derive from BoundaryTask
         return None
 
     jid = jobs.enqueue("t.x", {"n": 1}, **options)
@@ -89,12 +95,12 @@ def test_a_completed_job_is_not_begun_again(sandbox, make_jobs):
 
 def test_the_message_retry_count_is_the_attempt_begun(sandbox, make_jobs):
     jobs, jid, headers = setup(sandbox, make_jobs)
-    headers[wire.META] = {**headers[wire.META], "rc": 2}
+    headers["retries"] = 2  # Celery's retry count is the job's
     hook = begin_hook(jobs, WORKER)
     assert hook(Message(headers)).run(sandbox.redis) == "ok"
     assert jobs.find_job(jid).retry_count == 2
     # an older attempt delivered late is a duplicate
-    old = {**headers, wire.META: {**headers[wire.META], "rc": 1}}
+    old = {**headers, "retries": 1}
     assert hook(Message(old)).run(sandbox.redis) == "stale"
     assert jobs.find_job(jid).retry_count == 2
 
@@ -122,8 +128,15 @@ def test_no_call_without_the_boundary_header(sandbox, make_jobs):
 
 def test_no_call_for_a_task_that_is_not_a_boundary_task(sandbox, make_jobs):
     jobs, jid, headers = setup(sandbox, make_jobs)
-    assert "t.plain" in jobs.app.tasks and "t.x" in jobs.app.tasks
+    assert "t.celery" in jobs.app.tasks and "t.x" in jobs.app.tasks
     hook = begin_hook(jobs, WORKER)
-    assert hook(Message({**headers, "task": "t.plain"})) is None
+    assert hook(Message({**headers, "task": "t.celery"})) is None
     assert hook(Message({**headers, "task": "t.unknown"})) is None
     assert jobs.find_job(jid).status is JobStatus.PENDING
+
+
+def test_a_plain_app_task_is_a_job(sandbox, make_jobs):
+    jobs, jid, headers = setup(sandbox, make_jobs)
+    hook = begin_hook(jobs, WORKER)
+    assert hook(Message({**headers, "task": "t.plain"})).run(sandbox.redis) == "ok"
+    assert jobs.find_job(jid).status is JobStatus.RUNNING

@@ -9,6 +9,7 @@ from boundary_celery.core.job import Job, create_job
 from boundary_celery.core.retry import RetryPolicy
 from boundary_celery.shell import wire
 from boundary_celery.shell.clock import epoch_ms, utcnow
+from boundary_celery.shell.publishing import finish_headers
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -21,7 +22,8 @@ def plain_job(**update: object) -> Job:
 
 def test_meta_of_a_plain_job_has_only_the_required_fields():
     job = plain_job(retry_count=2)
-    assert wire.message_meta(job) == {"q": "q1", "p": "high", "rc": 2, "mr": 4}
+    # priority and retry count travel in Celery's own fields (priority, retries)
+    assert wire.message_meta(job) == {"q": "q1", "mr": 4}
 
 
 def test_meta_carries_tenant_metadata_policy_and_no_handler_since():
@@ -46,13 +48,13 @@ def test_effective_meta_drops_the_guessed_fields_and_the_marker():
     meta = wire.message_meta(plain_job(retry_policy=policy), defaulted=["mr", "rp"])
     assert "mr" in meta and "rp" in meta
     effective = wire.effective_meta(meta)
-    assert effective == {"q": "q1", "p": "high", "rc": 0}
+    assert effective == {"q": "q1"}
     assert "d" in meta and "mr" in meta, "the received header itself is left untouched"
 
 
 def test_effective_meta_keeps_fields_that_were_not_guessed():
     meta = wire.message_meta(plain_job(), defaulted=["rp"])  # rp absent: nothing to drop
-    assert wire.effective_meta(meta) == {"q": "q1", "p": "high", "rc": 0, "mr": 4}
+    assert wire.effective_meta(meta) == {"q": "q1", "mr": 4}
 
 
 def test_effective_meta_of_nothing_is_empty():
@@ -60,47 +62,74 @@ def test_effective_meta_of_nothing_is_empty():
     assert wire.effective_meta({}) == {}
 
 
-def test_headers_carry_meta_and_the_write_as_given_without_due_for_now():
+# -- publishing.finish_headers: what every job message carries besides Celery's own ----------
+
+
+def _jobs():
+    from celery import Celery
+
+    import boundary_celery
+    from boundary_celery.settings import BoundarySettings
+
+    return boundary_celery.install(Celery("wire"), BoundarySettings())
+
+
+def test_finish_keeps_an_explicit_write_and_adds_meta_without_due_for_now():
     job = plain_job(tenant_id="acme")
     write = {"set": ["status", "pending"], "clear": ["result"], "count": "retried"}
-    headers = wire.message_headers(job, write)
-    assert set(headers) == {wire.META, wire.WRITE}
+    headers = {wire.WRITE: write}
+    finish_headers(_jobs(), job, headers)
     assert headers[wire.META] == wire.message_meta(job)
     assert headers[wire.WRITE] == write
-    assert headers[wire.WRITE] is not write  # a copy: the caller's dict is not shared
+    assert wire.DUE not in headers and headers["eta"] is None
 
 
-def test_headers_pass_no_handler_since_and_defaulted_into_meta():
-    headers = wire.message_headers(plain_job(), {}, no_handler_since=77, defaulted=["mr"])
+def test_finish_writes_a_new_record_for_a_first_attempt_and_a_retry_for_later_ones():
+    jobs = _jobs()
+    job = plain_job()
+    first: dict[str, object] = {}
+    finish_headers(jobs, job, first)
+    assert first[wire.WRITE] == jobs.store.new_record(job)
+    retry: dict[str, object] = {}
+    finish_headers(jobs, plain_job(retry_count=2), retry)
+    fields = dict(zip(retry[wire.WRITE]["set"][::2], retry[wire.WRITE]["set"][1::2],
+                      strict=True))
+    assert (fields["status"], fields["retry_count"]) == ("retrying", 2)
+    assert retry[wire.WRITE]["count"] == "retried"
+
+
+def test_finish_keeps_no_handler_since_and_defaulted_from_the_header():
+    headers = {wire.META: {"nh": 77, "d": ["mr"]}}
+    finish_headers(_jobs(), plain_job(), headers)
     assert headers[wire.META]["nh"] == 77
     assert headers[wire.META]["d"] == ["mr"]
 
 
-def test_due_header_only_for_a_future_due_time():
+def test_due_only_for_a_future_eta_which_celery_never_sees():
+    jobs = _jobs()
     future = utcnow() + timedelta(minutes=5)
-    past = utcnow() - timedelta(seconds=1)
-    job = plain_job()
-    assert wire.message_headers(job, {}, due=future)[wire.DUE] == epoch_ms(future)
-    assert wire.DUE not in wire.message_headers(job, {}, due=past)
-    assert wire.DUE not in wire.message_headers(job, {})
+    later = {"eta": future.isoformat()}
+    finish_headers(jobs, plain_job(), later)
+    assert later[wire.DUE] == epoch_ms(future) and later["eta"] is None
+    past = {"eta": (utcnow() - timedelta(seconds=1)).isoformat()}
+    finish_headers(jobs, plain_job(), past)
+    assert wire.DUE not in past and past["eta"] is None
 
 
 def test_due_defaults_to_the_jobs_execute_at():
+    jobs = _jobs()
     future = utcnow() + timedelta(minutes=5)
-    assert wire.message_headers(plain_job(execute_at=future), {})[wire.DUE] == epoch_ms(future)
-    past = plain_job(execute_at=utcnow() - timedelta(minutes=5))
-    assert wire.DUE not in wire.message_headers(past, {})
+    headers: dict[str, object] = {}
+    finish_headers(jobs, plain_job(execute_at=future), headers)
+    assert headers[wire.DUE] == epoch_ms(future)
+    stale: dict[str, object] = {}
+    finish_headers(jobs, plain_job(execute_at=utcnow() - timedelta(minutes=5)), stale)
+    assert wire.DUE not in stale
 
 
-def test_explicit_due_overrides_execute_at():
+def test_an_explicit_eta_overrides_execute_at():
     later = utcnow() + timedelta(hours=1)
     sooner = utcnow() + timedelta(minutes=1)
-    headers = wire.message_headers(plain_job(execute_at=later), {}, due=sooner)
+    headers: dict[str, object] = {"eta": sooner.isoformat()}
+    finish_headers(_jobs(), plain_job(execute_at=later), headers)
     assert headers[wire.DUE] == epoch_ms(sooner)
-    # a requeue (due=now) of a job whose execute_at is future is published at once
-    assert wire.DUE not in wire.message_headers(plain_job(execute_at=later), {}, due=utcnow())
-
-
-def test_transient_headers_are_write_and_due_only():
-    assert frozenset({wire.WRITE, wire.DUE}) == wire.TRANSIENT
-    assert wire.META not in wire.TRANSIENT and wire.VERDICT not in wire.TRANSIENT
