@@ -18,8 +18,10 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from boundary_celery.core.priority import Priority
+from boundary_celery.shell.doctor import audit, known_queues
 from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.scheduler import SchedulerLoop
 
@@ -105,7 +107,8 @@ def boundary(ctx: click.Context) -> None:
     \b
     Exit codes (for scripts):
       0  success
-      1  not found (unknown job id for `job`, `retry`, `purge-dlq ID`) or aborted
+      1  not found (unknown job id for `job`, `retry`, `purge-dlq ID`) or aborted;
+         for `doctor`: it found a warning or an error
       2  usage error (bad option or argument)
       3  Redis unavailable
     Every reporting command takes --json (one JSON document on stdout).
@@ -336,3 +339,54 @@ def admin(ctx: click.Context, host: str | None, port: int | None) -> None:
     from boundary_celery.admin.app import serve_admin
 
     serve_admin(jobs, host=host or cfg.host, port=port if port is not None else cfg.port)
+
+
+# -- migrating an existing Celery project ------------------------------------------------------
+
+SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+@boundary.command()
+@json_option
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check the app: install(), Celery settings, tasks, canvas, Redis lists, workers
+    (exit code 1 when it finds a warning or an error)."""
+    findings = audit(ctx.obj.app)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    if as_json:
+        emit_json({"findings": [f.to_dict() for f in findings], "errors": errors,
+                   "warnings": warnings})
+    else:
+        table = Table(title=f"boundary doctor: {_count(errors, 'error')}, "
+                            f"{_count(warnings, 'warning')}")
+        for name in ("severity", "check", "subject", "finding"):
+            table.add_column(name, no_wrap=name != "finding")
+        for f in findings:
+            table.add_row(Text(f.severity, style=SEVERITY_STYLES.get(f.severity, "")),
+                          Text(f.check), Text(f.subject), Text(f.detail))
+        console().print(table)
+    if errors or warnings:
+        sys.exit(EXIT_NOT_FOUND)
+
+
+@boundary.command(name="migrate-lists")
+@json_option
+@click.pass_context
+@redis_guard
+def migrate_lists(ctx: click.Context, as_json: bool) -> None:
+    """Move messages that producers without boundary-celery left in kombu's default
+    priority lists to the list of their level, for every known queue."""
+    store = app_jobs(ctx).store
+    moved = {queue: store.move_legacy(queue) for queue in known_queues(ctx.obj.app)}
+    total = sum(moved.values())
+    if as_json:
+        emit_json({"queues": moved, "moved": total})
+        return
+    table = Table(title=f"Moved {_count(total, 'message')} out of kombu's default lists")
+    table.add_column("queue", no_wrap=True)
+    table.add_column("moved", justify="right")
+    for queue, n in moved.items():
+        table.add_row(Text(queue), str(n))
+    console().print(table)
