@@ -26,6 +26,7 @@ The store builds every script call (``RedisJobStore.enqueue_call``, ``begin_call
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -144,15 +145,15 @@ class Channel(kombu_redis.Channel):
     # -- consuming ------------------------------------------------------------------
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        if timeout is None:
-            timeout = self.brpop_timeout
+        if timeout is None:  # kombu >= 5.6 passes None and keeps its own default
+            timeout = getattr(self, "brpop_timeout", 1)
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
         # Level-major order: every queue's critical list before any high list.
         keys = [self._q_for_pri(q, step) for step in self.priority_steps for q in queues]
         self._in_poll = self.client.connection
-        self._brpop_sent_at = kombu_redis.monotonic()
+        self._brpop_sent_at = time.monotonic()  # read by kombu >= 5.6 only
         self.client.connection.send_command("BRPOP", *keys, timeout or 0)
 
     def _brpop_read(self, **options: Any) -> bool:
