@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The lowest supported Celery stack (constraints/lowest.txt) for the end-to-end subset.
 VENV_LOWEST ?= .venv-lowest
-LOWEST_TESTS ?= tests/compat tests/contract tests/e2e
+LOWEST_TESTS ?= tests/compat tests/contract tests/e2e tests/bench/test_bulk.py
 # Crash recovery leans on kombu's own unacked restore loop, which kombu 5.4 runs on its
 # own schedule; the lease-based recovery (reliability work) will not.
 LOWEST_DESELECT ?= --deselect tests/e2e/test_failures.py::test_worker_killed_mid_job_job_completes_exactly_once_with_priority

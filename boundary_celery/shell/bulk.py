@@ -72,25 +72,18 @@ def enqueue_many(
     if not built:
         return []
     app = jobs.app
-    amqp = app.amqp
     with app.connection_for_write() as conn:
         channel: Any = conn.default_channel
+        messages = [(_message(jobs, channel, job, defaulted), job.queue)
+                    for job, defaulted in built]
+        if not hasattr(channel, "create_publish_batch"):  # kombu < 5.7: one trip per job
+            for message, queue in messages:
+                channel.basic_publish(message, exchange="", routing_key=queue)
+            return [str(job.id) for job, _ in built]
         batch = channel.create_publish_batch(max_size=batch_size)
         try:
-            for job, defaulted in built:
-                jid = str(job.id)
-                args, kwargs = message_args(job.args)
-                msg = amqp.as_task_v2(jid, job.job_type, args=tuple(args), kwargs=kwargs)
-                headers = dict(msg.headers)
-                headers[wire.META] = wire.message_meta(job, defaulted=defaulted)
-                finish_headers(jobs, job, headers)
-                properties = {**msg.properties, "delivery_mode": 2,
-                              "priority": job.priority.celery}
-                message = channel.prepare_message(
-                    dumps(msg.body), job.priority.celery, "application/json", "utf-8",
-                    headers, properties,
-                )
-                batch.publish(message, exchange="", routing_key=job.queue)
+            for message, queue in messages:
+                batch.publish(message, exchange="", routing_key=queue)
             batch.flush()
         except BaseException:
             batch.discard()
@@ -98,3 +91,15 @@ def enqueue_many(
         finally:
             batch.close()
     return [str(job.id) for job, _ in built]
+
+
+def _message(jobs: Jobs, channel: Any, job: Job, defaulted: tuple[str, ...]) -> Any:
+    """The Celery protocol-2 task message of ``job``, as ``Jobs.publish`` would send it."""
+    args, kwargs = message_args(job.args)
+    msg = jobs.app.amqp.as_task_v2(str(job.id), job.job_type, args=tuple(args), kwargs=kwargs)
+    headers = dict(msg.headers)
+    headers[wire.META] = wire.message_meta(job, defaulted=defaulted)
+    finish_headers(jobs, job, headers)
+    properties = {**msg.properties, "delivery_mode": 2, "priority": job.priority.celery}
+    return channel.prepare_message(dumps(msg.body), job.priority.celery, "application/json",
+                                   "utf-8", headers, properties)

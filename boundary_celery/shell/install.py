@@ -110,7 +110,8 @@ def install(
 
 def _make_tasks_jobs(app: Celery) -> None:
     """BoundaryTask becomes the app's task base (combined with a custom one), its AMQP
-    publishes jobs, and at finalize the job types' queues join the consumed queues."""
+    publishes jobs, and at finalize job types' aliases are registered and their queues
+    join the consumed queues."""
     base = app.Task
     if not issubclass(base, BoundaryTask):
         user_cls = app.task_cls if app._custom_task_cls_used else None  # type: ignore[attr-defined]
@@ -122,17 +123,26 @@ def _make_tasks_jobs(app: Celery) -> None:
         app.amqp_cls = BoundaryAMQP  # type: ignore[assignment]
         app.__dict__.pop("amqp", None)
     if not getattr(app, "_boundary_queues_hooked", False):
-        app.on_after_finalize.connect(_declare_job_queues, weak=False)
+        app.on_after_finalize.connect(_on_finalize, weak=False)
         app._boundary_queues_hooked = True  # type: ignore[attr-defined]
     if app.finalized:  # type: ignore[attr-defined]
-        _declare_job_queues(app)
+        _on_finalize(app)
 
 
-def _declare_job_queues(sender: Any = None, **_: Any) -> None:
+def _on_finalize(sender: Any = None, **_: Any) -> None:
+    """Once every task is known: register job types' aliases and declare their queues."""
+    if sender is None:
+        return
+    for task in list(sender.tasks.values()):
+        for alias in getattr(task, "boundary_aliases", ()):
+            sender.tasks[alias] = task
+    _declare_job_queues(sender)
+
+
+def _declare_job_queues(app: Any) -> None:
     """Unless the app lists its queues (``task_queues``), a worker without ``-Q`` also
     consumes every queue a job type declares and the ``[workers] queues``."""
-    app = sender
-    if app is None or app.conf.task_queues:
+    if app.conf.task_queues:
         return
     queues = app.amqp.queues
     names = [getattr(task, "boundary_queue", None) or getattr(task, "queue", None)

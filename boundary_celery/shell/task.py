@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Task, shared_task
-from celery._state import connect_on_app_finalize
 from celery.result import AsyncResult
 
 from boundary_celery.core.errors import JobValidationError
@@ -48,6 +47,8 @@ class BoundaryTask(Task):
     boundary_priority: Priority = Priority.NORMAL
     boundary_max_retries: int | None = None
     boundary_retry_policy: RetryPolicy | None = None
+    #: Older names whose messages this task runs (registered when the app finalizes).
+    boundary_aliases: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """``@app.task(boundary={...})``: the job options, validated at definition."""
@@ -168,6 +169,7 @@ def job_options(
     priority: Priority | str | int = Priority.NORMAL,
     max_retries: int | None = None,
     retry_policy: RetryPolicy | Mapping[str, Any] | str | None = None,
+    aliases: tuple[str, ...] | list[str] = (),
     **task_options: Any,
 ) -> dict[str, Any]:
     """Validated class attributes of a declared job type (fails at definition time)."""
@@ -182,6 +184,7 @@ def job_options(
         "boundary_priority": spec.priority,
         "boundary_max_retries": max_retries,
         "boundary_retry_policy": as_policy(retry_policy),
+        "boundary_aliases": tuple(aliases),
         **task_options,
     }
 
@@ -197,24 +200,7 @@ def boundary_job(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any
 
     def decorate(func: Callable[..., Any]) -> Any:
         name = options.pop("name", None)
-        aliases = tuple(options.pop("aliases", ()))
         label = name or f"{func.__module__}.{func.__name__}"
-        task = shared_task(name=name, base=BoundaryTask, **job_options(label, **options))(func)
-        if aliases:
-            _register_aliases(name, func, aliases)
-        return task
+        return shared_task(name=name, base=BoundaryTask, **job_options(label, **options))(func)
 
     return decorate(fn) if fn is not None else decorate
-
-
-def _register_aliases(name: str | None, func: Callable[..., Any],
-                      aliases: tuple[str, ...]) -> None:
-    """Make messages published under ``aliases`` run the task in every app finalized
-    from now on (registered after the task itself, so it is there)."""
-
-    def register(app: Any) -> None:
-        real = app.tasks[name or app.gen_task_name(func.__name__, func.__module__)]
-        for alias in aliases:
-            app.tasks[alias] = real
-
-    connect_on_app_finalize(register)

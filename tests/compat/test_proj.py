@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from celery import chain, chord, group
+from celery import Celery, chain, chord, group
 
 from boundary_celery.core.status import JobStatus
 from boundary_celery.testing import Sandbox, WorkerProcess, wait_for
@@ -153,6 +155,48 @@ def test_self_retry_with_countdown(proj: SimpleNamespace, worker: WorkerProcess)
     assert res.get(timeout=60) == 3
     job = wait_for(lambda: _done(proj, res.id), 10, message="patient's record completed")
     assert job.retry_count == 2
+
+
+def test_a_declared_queue_is_consumed_without_q_and_an_alias_keeps_old_messages_running(
+        proj: SimpleNamespace, worker: WorkerProcess) -> None:
+    res = track(proj.tasks.notify.delay("a@b.c"))
+    assert res.get(timeout=30) == "sent to a@b.c"
+    assert proj.jobs.find_job(res.id).queue == "proj-emails"
+    old = track(proj.app.send_task("proj.tasks.old_notify", args=("old@b.c",),
+                                   queue="proj-emails"))
+    assert old.get(timeout=30) == "sent to old@b.c"
+
+
+def test_an_unmigrated_producer_is_consumed_and_migrate_lists_frees_its_priorities(
+        proj: SimpleNamespace, worker: WorkerProcess) -> None:
+    """A producer still on plain Celery (kombu's default priority steps 0, 3, 6, 9) during
+    a rolling deploy: its unprioritized messages are consumed; `boundary migrate-lists`
+    moves the prioritized ones to their levels, in order."""
+    legacy = Celery("legacy-producer", broker=proj.env["REDIS_URL"],
+                    backend=proj.env["REDIS_URL"])
+    try:
+        plain = track(legacy.send_task("proj.tasks.add", args=(40, 2)))
+        assert plain.get(timeout=30) == 42
+        assert _done(proj, plain.id) is not None  # recorded when it started
+        worker.stop()
+        stranded = [track(legacy.send_task("proj.tasks.add", args=(i, i), priority=p))
+                    for i, p in enumerate((5, 9, 3))]
+        assert proj.jobs.store.legacy_depths(["celery"]) == {"celery": 3}
+        run_cli = [sys.executable, "-m", "celery", "-A", "proj", "boundary",
+                   "migrate-lists", "--json"]
+        out = subprocess.run(run_cli, cwd=HERE, env=proj.env, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["moved"] == 3
+        assert proj.jobs.queue_sizes_by_priority("celery") == {
+            "critical": 0, "high": 1, "normal": 1, "low": 0, "bulk": 1}
+        again = start_worker(proj)
+        try:
+            assert [r.get(timeout=30) for r in stranded] == [0, 2, 4]
+        finally:
+            again.stop()
+    finally:
+        legacy.close()
 
 
 def test_plain_priorities_run_in_the_documented_order(proj: SimpleNamespace,

@@ -71,3 +71,9 @@ def patient(self, key, ready_on):
 def double(x):
     """Converted from ``@app.task``: the task name stays ``proj.tasks.double``."""
     return 2 * x
+
+
+@boundary_job(queue="proj-emails", aliases=["proj.tasks.old_notify"])
+def notify(to):
+    """A job type on its own queue; messages under its old name still run it."""
+    return f"sent to {to}"

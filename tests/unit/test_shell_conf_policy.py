@@ -1,0 +1,72 @@
+"""``install()`` and the Celery settings it needs: set at Celery's default, kept (with a
+warning where it costs a guarantee) when the user chose, refused by name when impossible."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from celery import Celery
+
+import boundary_celery
+from boundary_celery.settings import BoundarySettings
+from boundary_celery.shell.conf_policy import ConfigConflict
+
+
+def installed(**conf: object) -> Celery:
+    app = Celery("policy")
+    app.conf.update(conf)
+    boundary_celery.install(app, BoundarySettings())
+    return app
+
+
+def test_celery_defaults_get_what_boundary_needs() -> None:
+    app = installed()
+    assert app.conf.task_acks_late is True
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert list(app.conf.accept_content) == ["json"]
+    assert app.conf.task_default_queue == "celery"  # the app's own default queue is kept
+    notes = {n.setting: n for n in app.boundary.conf_notes}
+    assert notes["task_acks_late"].action == "set" and notes["task_acks_late"].previous is False
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("task_serializer", "pickle"),
+    ("result_serializer", "pickle"),
+    ("accept_content", ["json", "pickle"]),
+    ("accept_content", ["msgpack"]),
+])
+def test_a_setting_boundary_cannot_work_with_is_refused_by_name(setting: str,
+                                                                value: object) -> None:
+    with pytest.raises(ConfigConflict) as info:
+        installed(**{setting: value})
+    assert info.value.setting == setting and setting in str(info.value)
+
+
+def test_a_users_weaker_choice_is_kept_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="boundary_celery.worker"):
+        app = installed(worker_prefetch_multiplier=8, task_default_queue="jobs",
+                        worker_concurrency=3)
+    assert app.conf.worker_prefetch_multiplier == 8
+    assert app.conf.task_default_queue == "jobs"
+    assert app.conf.worker_concurrency == 3
+    notes = {n.setting: n for n in app.boundary.conf_notes}
+    assert notes["worker_prefetch_multiplier"].action == "kept"
+    assert "strict priority" in (notes["worker_prefetch_multiplier"].warning or "")
+    assert notes["worker_concurrency"].warning is None
+    assert any("worker_prefetch_multiplier" in r.getMessage() for r in caplog.records)
+
+
+def test_broker_wiring_replaced_with_a_warning() -> None:
+    app = installed(broker_transport_options={"priority_steps": [0, 3, 6, 9],
+                                              "visibility_timeout": 120})
+    options = app.conf.broker_transport_options
+    assert options["priority_steps"] == [0, 2, 4, 6, 8]
+    assert options["visibility_timeout"] == 120  # the user's own value is kept
+    notes = {n.setting: n for n in app.boundary.conf_notes}
+    assert notes["broker_transport_options.priority_steps"].action == "replaced"
+
+
+def test_message_protocol_1_is_refused() -> None:
+    with pytest.raises(ConfigConflict, match="task_protocol"):
+        installed(task_protocol=1)
