@@ -15,7 +15,7 @@ The fix uses kombu's two alias tables, without touching kombu's own ``redis`` al
   ``amqp``) displays them as ``redis`` / ``rediss``.
 
 So ``as_uri()`` is ``redis://:**@host:6379/0`` again. Flower then builds its Redis client
-from that URL and ``broker_transport_options`` (``priority_steps`` 0..4 and ``sep``, both
+from that URL and ``broker_transport_options`` (``priority_steps`` 0, 2, 4, 6, 8 and ``sep``, both
 set by ``install()``), so its queue lengths add up every Boundary level.
 """
 
