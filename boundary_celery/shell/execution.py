@@ -18,8 +18,10 @@ import logging
 import uuid
 from contextlib import ExitStack
 from datetime import timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from celery import Task as CeleryTask
 from celery.exceptions import Ignore, Reject, Retry
 
 from boundary_celery.core.job import Job, start_job
@@ -107,7 +109,7 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
             stack.enter_context(job_context(_context(running)))
             if job.tenant_id is not None and jobs.tenant_hook is not None:
                 stack.enter_context(jobs.tenant_hook(job.tenant_id))
-            value = task.run(*args, **kwargs)
+            value = _invoke(task, args, kwargs)
         outcome = interpret_handler_return(value) if declared else JobResult.success(value)
     except Retry as retry:  # the task's own retry API: the retry is published and recorded
         log.warning(event("Job failed", job_id=jid, job_type=job.job_type,
@@ -145,6 +147,25 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
     if exc is not None:
         raise exc
     raise JobFailedError(_message(done))
+
+
+def _invoke(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call the handler as Celery would: through a custom ``__call__`` of the user's own
+    task base (e.g. one that opens an app context), else ``run``."""
+    inner = _custom_call(type(task))  # type: ignore[arg-type]
+    return inner(task, *args, **kwargs) if inner is not None else task.run(*args, **kwargs)
+
+
+@cache
+def _custom_call(cls: type) -> Any:
+    """The ``__call__`` after BoundaryTask's in ``cls``'s MRO when it is not Celery's own."""
+    mro = cls.__mro__
+    ours = next(i for i, c in enumerate(mro) if c.__qualname__ == "BoundaryTask"
+                and c.__module__ == "boundary_celery.shell.task")
+    below = [c for c in mro[ours + 1:] if "__call__" in c.__dict__]
+    if not below or below[0] is CeleryTask:
+        return None
+    return below[0].__dict__["__call__"]
 
 
 def _message(job: Job) -> str:

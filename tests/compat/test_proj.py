@@ -101,6 +101,17 @@ def test_delay_get_and_a_record_for_a_plain_task(proj: SimpleNamespace,
     assert job.queue == "celery" and job.priority.value == "normal"
 
 
+def test_boundary_doctor_audits_the_project(proj: SimpleNamespace, worker: WorkerProcess) -> None:
+    cmd = [sys.executable, "-m", "celery", "-A", "proj", "boundary", "doctor", "--json"]
+    out = subprocess.run(cmd, cwd=HERE, env=proj.env, capture_output=True, text=True,
+                         timeout=120)
+    report = json.loads(out.stdout)
+    assert (out.returncode, report["errors"], report["warnings"]) == (0, 0, 0), report
+    said = {(f["check"], f["subject"]) for f in report["findings"]}
+    assert ("settings", "task_acks_late") in said  # what install() changed, said once
+    assert any(check == "retries" and subject == "proj.tasks.flaky" for check, subject in said)
+
+
 def test_chain_group_and_chord_across_plain_tasks_and_a_boundary_job(
         proj: SimpleNamespace, worker: WorkerProcess) -> None:
     t = proj.tasks

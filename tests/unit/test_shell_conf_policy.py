@@ -70,3 +70,36 @@ def test_broker_wiring_replaced_with_a_warning() -> None:
 def test_message_protocol_1_is_refused() -> None:
     with pytest.raises(ConfigConflict, match="task_protocol"):
         installed(task_protocol=1)
+
+
+def test_job_options_on_app_task_declare_a_job_type() -> None:
+    app = installed()
+
+    @app.task(shared=False, boundary={"queue": "emails", "priority": "high", "max_retries": 2,
+                                      "retry_policy": "reference"})
+    def notify(to: str) -> str:
+        return to
+
+    assert notify.boundary_declared is True
+    assert (notify.boundary_queue, notify.boundary_priority.value) == ("emails", "high")
+    assert notify.boundary_max_retries == 2
+    assert notify.boundary_retry_policy is not None
+
+    @app.task(shared=False)
+    def plain() -> None:
+        return None
+
+    assert plain.boundary_declared is False and plain.boundary_queue is None
+
+
+def test_bad_job_options_on_app_task_fail_at_definition() -> None:
+    from boundary_celery.core.errors import JobValidationError
+
+    app = installed()
+    with pytest.raises(JobValidationError, match="priority"):
+        @app.task(shared=False, boundary={"priority": "urgent"})
+        def broken() -> None:
+            return None
+
+        app.finalize()
+        _ = broken.boundary_priority
