@@ -87,8 +87,6 @@ class Sandbox:
             REDIS_URL=self.url,
             BOUNDARY_TEST_REDIS_URL=self.url,
             BOUNDARY_STORE__KEY_PREFIX=self.prefix,
-            BOUNDARY_SCHEDULER__INTERVAL_MS="100",
-            BOUNDARY_WORKERS__HEARTBEAT_INTERVAL_S="1",
             PYTHONUNBUFFERED="1",
         )
         env.update({k: str(v) for k, v in extra.items()})
@@ -99,8 +97,6 @@ class Sandbox:
         base: dict[str, Any] = {
             "redis": {"url": self.url},
             "store": {"key_prefix": self.prefix},
-            "scheduler": {"interval_ms": 100},
-            "workers": {"heartbeat_interval_s": 1},
         }
         for section, values in overrides.items():
             base.setdefault(section, {}).update(values)

@@ -57,6 +57,11 @@ class Keys:
         return f"{self.prefix}:scheduled"
 
     @property
+    def scheduler_wake(self) -> str:
+        """Pub/sub channel announcing a scheduled job due sooner than all others."""
+        return f"{self.prefix}:scheduled:wake"
+
+    @property
     def scheduled_messages(self) -> str:
         return f"{self.prefix}:scheduled:msg"
 

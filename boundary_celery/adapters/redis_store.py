@@ -53,7 +53,8 @@ from boundary_celery.core.stats import (
 )
 from boundary_celery.core.status import JobStatus
 
-__all__ = ["JobDetail", "RecordWrite", "RedisJobStore", "ScheduledEntry", "ScriptCall"]
+__all__ = ["JobDetail", "RecordWrite", "RedisJobStore", "ScheduledEntry", "ScriptCall",
+           "Wakeups"]
 
 log = logging.getLogger("boundary_celery.store")
 
@@ -101,6 +102,21 @@ def _readable(record: dict[str, str]) -> Job | None:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Wakeups:
+    """The schedulers' wake channel, subscribed on its own connection."""
+
+    def __init__(self, client: redis.Redis, channel: str) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(channel)
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s; True when a sooner job was announced meanwhile."""
+        return self._pubsub.get_message(timeout=timeout) is not None
+
+    def close(self) -> None:
+        self._pubsub.close()
 
 
 class RedisJobStore:
@@ -233,7 +249,7 @@ class RedisJobStore:
         return ScriptCall(
             script("enqueue"),
             (target_list, k.job(job_id), k.scheduled, k.scheduled_messages, k.queues,
-             k.queue_stats(queue)),
+             k.queue_stats(queue), k.scheduler_wake),
             (message, "" if due_ms is None else str(due_ms), job_id, queue,
              str(write.get("count") or ""), len(clear), *clear, *fields),
         )
@@ -451,6 +467,15 @@ class RedisJobStore:
         records = self._records([jid for jid, _ in rows])
         return [ScheduledEntry(jid, int(due), _readable(rec))
                 for (jid, due), rec in zip(rows, records, strict=True)]
+
+    def next_due_ms(self) -> int | None:
+        """When the soonest scheduled job is due (epoch ms), or None when none waits."""
+        rows = self.client.zrange(self.keys.scheduled, 0, 0, withscores=True)
+        return int(rows[0][1]) if rows else None
+
+    def wakeups(self) -> Wakeups:
+        """A subscription that reports when a job due sooner than all others is scheduled."""
+        return Wakeups(self.client, self.keys.scheduler_wake)
 
     def scheduler_lag_ms(self, now: datetime) -> float:
         """How overdue the oldest due scheduled job is (0 when none is due)."""

@@ -1,19 +1,22 @@
 """The scheduler: publishes due delayed jobs and retries from the Redis sorted set.
 
 Each pass runs ``move_due.lua``, which moves due messages from the set to their lists
-atomically, so any number of schedulers may run and a killed one loses nothing. It
-runs embedded in every worker (a bootstep, on by default) and standalone as
-``celery -A app boundary scheduler``; in a worker the same loop beats its heartbeat.
+atomically, so any number of schedulers may run and a killed one loses nothing. Between
+passes it sleeps until the soonest job is due, at most ``interval_ms``, and wakes early
+when a job due sooner is scheduled (the store announces it), so a job is published on
+time without polling. It runs embedded in every worker (a bootstep, on by default) and
+standalone as ``celery -A app boundary scheduler``; in a worker it beats its heartbeat.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from boundary_celery.shell.clock import utcnow
+from boundary_celery.shell.clock import epoch_ms, utcnow
 from boundary_celery.shell.logfmt import event
 
 if TYPE_CHECKING:
@@ -23,7 +26,8 @@ log = logging.getLogger("boundary_celery.scheduler")
 
 
 class SchedulerLoop:
-    """Move due jobs every ``interval_ms`` until stopped; optional heartbeat per pass."""
+    """Move due jobs when they are due (at least every ``interval_ms``) until stopped;
+    optional heartbeat per pass."""
 
     def __init__(
         self,
@@ -31,16 +35,21 @@ class SchedulerLoop:
         *,
         interval_ms: int | None = None,
         heartbeat: Callable[[], None] | None = None,
+        schedule: bool = True,
     ) -> None:
         self.jobs = jobs
+        self.schedule = schedule  # False: only the heartbeat (scheduler not embedded)
         self.interval_s = (interval_ms or jobs.settings.scheduler.interval_ms) / 1000
         self.heartbeat = heartbeat
         self.stopped = threading.Event()
         self.moved_total = 0
         self._thread: threading.Thread | None = None
+        self._wakeups: Any = None
 
     def run_once(self) -> int:
         """One pass: publish every job due now; returns how many moved."""
+        if not self.schedule:
+            return 0
         moved = self.jobs.process_scheduled_jobs(utcnow())
         self.moved_total += moved
         if moved:
@@ -63,7 +72,40 @@ class SchedulerLoop:
             passes += 1
             if max_passes is not None and passes >= max_passes:
                 return
-            self.stopped.wait(self.interval_s)
+            self._sleep()
+        self._close_wakeups()
+
+    def _sleep(self) -> None:
+        """Until the soonest job is due (at most the interval), or a sooner one is
+        scheduled, or :meth:`stop`. Without the wake channel: a plain timed wait."""
+        timeout = self.interval_s
+        if not self.schedule:
+            self.stopped.wait(timeout)
+            return
+        try:
+            due = self.jobs.store.next_due_ms()
+            if due is not None:  # +1 ms: move_due takes jobs due at or before now
+                timeout = min(timeout, max(0.0, (due - epoch_ms(utcnow()) + 1) / 1000))
+            if self._wakeups is None:
+                self._wakeups = self.jobs.store.wakeups()
+            deadline = time.monotonic() + timeout
+            while not self.stopped.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0 or self._wakeups.wait(min(left, 0.5)):
+                    return
+        except Exception:
+            log.warning(event("Scheduler wake channel unavailable; sleeping the interval"),
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+            self._close_wakeups()
+            self.stopped.wait(timeout)
+
+    def _close_wakeups(self) -> None:
+        if self._wakeups is not None:
+            try:
+                self._wakeups.close()
+            except Exception:
+                log.debug("could not close the wake channel", exc_info=True)
+            self._wakeups = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="boundary-scheduler", daemon=True)

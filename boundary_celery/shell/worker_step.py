@@ -44,9 +44,8 @@ class WorkerRuntime(bootsteps.StartStopStep):
         embedded = jobs.settings.scheduler.enabled
         interval = (jobs.settings.scheduler.interval_ms if embedded
                     else jobs.settings.workers.heartbeat_interval_s * 1000)
-        self.loop = SchedulerLoop(jobs, interval_ms=interval, heartbeat=heartbeat)
-        if not embedded:
-            self.loop.run_once = lambda: 0  # type: ignore[method-assign]
+        self.loop = SchedulerLoop(jobs, interval_ms=interval, heartbeat=heartbeat,
+                                  schedule=embedded)
         heartbeat()  # first pass in the main thread: lazy imports happen here, not
         self.loop.run_once()  # in the thread while a pool child may be forked
         self.loop.start()

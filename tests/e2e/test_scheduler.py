@@ -35,7 +35,7 @@ def _scheduler(sandbox, *extra):
 def test_scheduled_job_waits_then_runs_within_interval(sandbox, make_jobs, worker_factory):
     _, jobs = make_jobs()
     q = sandbox.queue()
-    worker_factory([q])  # embedded scheduler, interval 100 ms
+    worker_factory([q])  # embedded scheduler, shipped defaults: wakes for the due time
     execute_at = datetime.now(UTC) + timedelta(seconds=2)
     job_id = jobs.schedule("e2e.slow", {"key": "s", "seconds": 0}, execute_at=execute_at,
                            queue=q, priority="high")

@@ -31,7 +31,7 @@ def test_first_call_beats_and_counts_the_worker(sandbox, make_jobs):
 
 
 def test_two_calls_in_a_row_write_once(sandbox, make_jobs):
-    _, jobs = make_jobs()  # heartbeat_interval_s = 1
+    _, jobs = make_jobs(workers={"heartbeat_interval_s": 1})  # a test about the interval
     r, key = sandbox.redis, sandbox.keys.workers
     hb = Heartbeat(jobs, WORKER)
     hb()
@@ -49,7 +49,7 @@ def test_two_calls_in_a_row_write_once(sandbox, make_jobs):
 
 
 def test_beats_again_once_the_interval_has_passed(sandbox, make_jobs):
-    _, jobs = make_jobs()  # heartbeat_interval_s = 1
+    _, jobs = make_jobs(workers={"heartbeat_interval_s": 1})  # a test about the interval
     r, key = sandbox.redis, sandbox.keys.workers
     hb = Heartbeat(jobs, WORKER)
     hb()
@@ -68,7 +68,7 @@ def test_beats_again_once_the_interval_has_passed(sandbox, make_jobs):
 
 
 def test_a_beat_forgets_workers_silent_for_three_intervals(sandbox, make_jobs):
-    _, jobs = make_jobs()  # ttl = 3 s
+    _, jobs = make_jobs(workers={"heartbeat_interval_s": 1})  # ttl = 3 s
     r, key = sandbox.redis, sandbox.keys.workers
     now_ms = epoch_ms(utcnow())
     r.zadd(key, {"dead@localhost": now_ms - 10_000, "quiet@localhost": now_ms - 1_000})

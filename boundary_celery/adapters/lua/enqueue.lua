@@ -1,13 +1,20 @@
 -- Publish one job message and write its record in one atomic step.
+-- A scheduled message due before every other one is announced on the wake channel, so
+-- sleeping schedulers wake for it.
 -- KEYS: 1 target list (queue + priority step), 2 job record, 3 scheduled zset,
---       4 scheduled payload hash, 5 queue-names set, 6 queue stats hash
+--       4 scheduled payload hash, 5 queue-names set, 6 queue stats hash,
+--       7 the schedulers' wake channel
 -- ARGV: 1 message, 2 due ms ('' = now), 3 job id, 4 queue name,
 --       5 counter field to bump in KEYS[6] ('' = none),
 --       6 n = number of record fields to delete, 7..6+n their names,
 --       then field/value pairs to set on the record.
 if ARGV[2] ~= '' then
+  local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
   redis.call('HSET', KEYS[4], ARGV[3], KEYS[1] .. '\n' .. ARGV[1])
+  if not first[2] or tonumber(ARGV[2]) < tonumber(first[2]) then
+    redis.call('PUBLISH', KEYS[7], ARGV[2])
+  end
 else
   redis.call('LPUSH', KEYS[1], ARGV[1])
 end
