@@ -66,9 +66,11 @@ RecordWrite = dict[str, Any]
 #: ``requeue(job, write)``: publish ``job``'s message now with ``write`` (set by install()).
 Requeue = Callable[[Job, RecordWrite], None]
 
+#: The core's skip statuses as begin.lua reads them (one ARGV: ",a,b,").
+_SKIP = "," + ",".join(SKIP_DELIVERY_STATUS_VALUES) + ","
 #: Fields cleared on a record when a dead job is queued again.
 _RETRY_CLEARS = ("started_at", "completed_at", "result", "duration_ms", "execute_at")
-_COUNTERS = ("succeeded", "failed", "retried", "duration_ms", "timed")
+_COUNTERS = ("succeeded", "failed", "retried", "duration_ms", "untimed")
 
 
 @dataclass(frozen=True)
@@ -272,8 +274,7 @@ class RedisJobStore:
         return ScriptCall(
             script("begin"),
             (self.keys.job(job_id),),
-            (to_ms(now), worker, retry_count, max_retries, len(SKIP_DELIVERY_STATUS_VALUES),
-             *SKIP_DELIVERY_STATUS_VALUES, *created),
+            (to_ms(now), worker, retry_count, max_retries, _SKIP, *created),
         )
 
     def begin(self, job: Job, now: datetime, worker: str) -> str:
@@ -330,8 +331,10 @@ class RedisJobStore:
             return
         name = "succeeded" if job.status is JobStatus.COMPLETED else "failed"
         increments: dict[str, float] = {name: 1}
-        if job.duration_ms is not None:  # the average is over jobs that ran
-            increments.update(duration_ms=job.duration_ms, timed=1)
+        if job.duration_ms is None:  # never ran: left out of the average
+            increments["untimed"] = 1
+        else:
+            increments["duration_ms"] = job.duration_ms
         self._count(job.queue, increments)
 
     def record_retry(self, job: Job) -> None:
@@ -558,7 +561,7 @@ class RedisJobStore:
         for q, raw in zip(queues, raw_counters, strict=True):
             c = {name: float(raw.get(name, 0)) for name in _COUNTERS}
             processed = int(c["succeeded"] + c["failed"])
-            timed = c["timed"] if "timed" in raw else processed  # counters before `timed`
+            timed = processed - c["untimed"]  # outcomes that ran (and so have a duration)
             out.append(QueueStats(
                 queue_name=q,
                 size=sum(depths[q].values()),

@@ -3,28 +3,24 @@
 -- atomically with the write.
 -- KEYS: 1 job record
 -- ARGV: 1 now ms, 2 worker name, 3 retry count carried by the message,
---       4 effective max retries, 5 n = number of skip statuses, 6..5+n those statuses
---       (a record in one of them is never run again), then field/value pairs used only
---       when no record exists.
+--       4 effective max retries, 5 the skip statuses as ",a,b," (a record in one of them
+--       is never run again), then field/value pairs used only when no record exists.
 -- Returns 'ok', or the reason to skip: a skip status, 'stale' (the record already moved
 -- past this message's attempt: a duplicate delivery), or 'missing' when there is no
 -- record and no fields to create one with.
 local cur = redis.call('HMGET', KEYS[1], 'status', 'retry_count')
 local status, rc = cur[1], tonumber(cur[2])
-local nskip = tonumber(ARGV[5])
-for i = 6, 5 + nskip do
-  if status == ARGV[i] then
-    return status
-  end
+if status and string.find(ARGV[5], ',' .. status .. ',', 1, true) then
+  return status
 end
 if rc and rc > tonumber(ARGV[3]) then
   return 'stale'
 end
 if not status then
-  if #ARGV <= 5 + nskip then
+  if #ARGV <= 5 then
     return 'missing'
   end
-  redis.call('HSET', KEYS[1], unpack(ARGV, 6 + nskip))
+  redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1],
            'updated_at', ARGV[1], 'worker', ARGV[2], 'retry_count', ARGV[3],

@@ -7,7 +7,6 @@ redis.call('HSET', KEYS[1], 'status', 'completed', 'completed_at', ARGV[1],
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('HINCRBY', KEYS[2], 'succeeded', 1)
 redis.call('HINCRBYFLOAT', KEYS[2], 'duration_ms', ARGV[3])
-redis.call('HINCRBY', KEYS[2], 'timed', 1)
 if redis.call('HINCRBY', KEYS[3], 'count', 1) == 1 then
   redis.call('SADD', KEYS[4], ARGV[6])  -- first observation of this job type and queue
 end

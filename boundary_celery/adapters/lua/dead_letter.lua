@@ -5,7 +5,8 @@
 --       5 duration histogram hash, 6 histogram index set
 -- ARGV: 1 now ms (the dead-letter time), 2 job id, 3 duration ms ('' = not run), 4 max DLQ size,
 --       5 oldest score kept, 6 record key prefix, 7 queue name,
---       8 '1' to count the failure (counters and duration histogram), '0' not to,
+--       8 '1' to count the failure (counters and duration histogram, or 'untimed'
+--       when it never ran), '0' not to,
 --       9 histogram bucket field, 10 histogram index member,
 --       then field/value pairs to set on the record.
 redis.call('HSET', KEYS[1], unpack(ARGV, 11))
@@ -19,9 +20,10 @@ redis.call('ZADD', KEYS[2], score, ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[7])
 if ARGV[8] == '1' then
   redis.call('HINCRBY', KEYS[3], 'failed', 1)
-  if ARGV[3] ~= '' then
+  if ARGV[3] == '' then
+    redis.call('HINCRBY', KEYS[3], 'untimed', 1)  -- never ran: not in the average
+  else
     redis.call('HINCRBYFLOAT', KEYS[3], 'duration_ms', ARGV[3])
-    redis.call('HINCRBY', KEYS[3], 'timed', 1)
     if redis.call('HINCRBY', KEYS[5], 'count', 1) == 1 then
       redis.call('SADD', KEYS[6], ARGV[10])
     end
