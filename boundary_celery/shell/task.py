@@ -24,7 +24,7 @@ from boundary_celery.core.validation import JobInput
 from boundary_celery.shell import wire
 from boundary_celery.shell.defaults import as_policy
 from boundary_celery.shell.execution import run_delivery
-from boundary_celery.shell.publishing import current_retry_error, record_args, retrying_after
+from boundary_celery.shell.publishing import current_retry_error, retrying_after
 
 #: ``apply_async`` options that are Boundary's, not Celery's (they go in the header).
 _META_OPTIONS = {"tenant_id": "t", "metadata": "m", "max_retries": "mr", "retry_policy": "rp"}
@@ -109,10 +109,6 @@ class BoundaryTask(Task):
         with retrying_after(error):
             return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries,
                                  **options)
-
-    def bind_args(self, args: Any, kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The job's ``args`` object for a call (see ``publishing.record_args``)."""
-        return record_args(self, args, kwargs)
 
 
 def _boundary_options(task: BoundaryTask, options: dict[str, Any]) -> None:
