@@ -21,7 +21,6 @@ from kombu.utils.json import dumps
 
 from boundary_celery.core.errors import JobValidationError
 from boundary_celery.core.job import Job
-from boundary_celery.shell import wire
 from boundary_celery.shell.clock import utcnow
 from boundary_celery.shell.publishing import finish_headers, message_args
 
@@ -98,8 +97,7 @@ def _message(jobs: Jobs, channel: Any, job: Job, defaulted: tuple[str, ...]) -> 
     args, kwargs = message_args(job.args)
     msg = jobs.app.amqp.as_task_v2(str(job.id), job.job_type, args=tuple(args), kwargs=kwargs)
     headers = dict(msg.headers)
-    headers[wire.META] = wire.message_meta(job, defaulted=defaulted)
-    finish_headers(jobs, job, headers)
+    finish_headers(jobs, job, headers, defaulted=defaulted)
     properties = {**msg.properties, "delivery_mode": 2, "priority": job.priority.celery}
     return channel.prepare_message(dumps(msg.body), job.priority.celery, "application/json",
                                    "utf-8", headers, properties)

@@ -159,8 +159,10 @@ class Jobs:
         """Send ``job`` as a Celery task message; the transport stores the record ``write``
         (default: the whole new record, see ``publishing``) with it, held until ``due``
         (default ``job.execute_at``) when that is in the future."""
-        headers: dict[str, Any] = {
-            wire.JOB: job, wire.META: wire.message_meta(job, defaulted=defaulted)}
+        headers: dict[str, Any] = {wire.JOB: job}
+        defaulted = sorted(defaulted)
+        if defaulted:  # the rest of the header is built once, by publishing.finish_headers
+            headers[wire.META] = {"d": defaulted}
         if write is not None:
             headers[wire.WRITE] = write
         args, kwargs = message_args(job.args)
