@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -391,13 +392,25 @@ class RedisJobStore:
             removed += len(gone)
         return removed
 
-    def heartbeat(self, worker: str, now: datetime, ttl_ms: int) -> None:
-        """Say ``worker`` is alive now; forget workers silent for longer than ``ttl_ms``."""
+    def heartbeat(self, worker: str, now: datetime, ttl_ms: int,
+                  leases: Sequence[str] = ()) -> None:
+        """Say ``worker`` is alive now; forget workers silent for longer than ``ttl_ms``;
+        renew the lease on every delivery ``worker`` holds (the delivery tags in
+        ``leases``; one command whatever their number, and an acked one stays gone)."""
         now_ms = to_ms(now)
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(self.keys.workers, {worker: now_ms})
         pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms - ttl_ms)
+        if leases:
+            pipe.zadd(self.keys.unacked_index, dict.fromkeys(leases, now.timestamp()),
+                      xx=True)
         pipe.execute()
+
+    def lease_ages(self) -> dict[str, float]:
+        """Seconds since each held delivery's lease was last renewed, by delivery tag."""
+        now = time.time()
+        rows = self.client.zrange(self.keys.unacked_index, 0, -1, withscores=True)
+        return {_text(tag): now - score for tag, score in rows}
 
     def worker_gone(self, worker: str) -> None:
         """Forget a worker that stopped cleanly."""

@@ -84,7 +84,12 @@ class WorkerSettings(BaseModel):
     poll_interval_ms: int = Field(default=1000, gt=0)
     shutdown_timeout_ms: int = Field(default=30000, ge=0)
     prefetch_multiplier: int = Field(default=1, ge=1)
-    visibility_timeout_s: int = Field(default=3600, gt=0)
+    #: A worker renews the lease on every delivery it holds each heartbeat; a delivery
+    #: whose lease is this old (its worker died) is delivered again. Never by run time.
+    lease_s: int = Field(default=15, gt=0)
+    #: Deprecated and ignored (leases replaced the visibility timeout); kept so old
+    #: settings files still load.
+    visibility_timeout_s: int | None = Field(default=None, gt=0)
     heartbeat_interval_s: int = Field(default=5, gt=0)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     #: Celery task events (Flower needs them); off saves the consumer 3 PUBLISHes a job.
@@ -99,6 +104,14 @@ class WorkerSettings(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("queue names must be unique")
         return names
+
+    @model_validator(mode="after")
+    def _check_lease(self) -> WorkerSettings:
+        if self.lease_s < 2 * self.heartbeat_interval_s:
+            raise ValueError(
+                f"lease_s ({self.lease_s}) must be at least twice heartbeat_interval_s "
+                f"({self.heartbeat_interval_s}): the lease is renewed every heartbeat")
+        return self
 
 
 class SchedulerSettings(BaseModel):

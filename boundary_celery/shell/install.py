@@ -69,18 +69,25 @@ def install(
         worker_window_ms=settings.workers.heartbeat_interval_s * 3 * 1000,
     )
     user_options = dict(app.conf.broker_transport_options or {})
-    visibility_s = int(user_options.get("visibility_timeout")
-                       or settings.workers.visibility_timeout_s)
+    lease_s = settings.workers.lease_s
     transport_options = {
-        "visibility_timeout": visibility_s,
-        # kombu sweeps unacked messages every interval x throttle seconds (default
-        # 10 x 10): tie the sweep to the visibility timeout so a crashed worker's job
-        # comes back soon after it becomes visible again.
-        "unacked_restore_interval": max(1, min(10, visibility_s // 2)),
+        # Each delivery is held under a lease its worker renews every heartbeat; the
+        # transport's sweep (every lease / 3 s) delivers again what a dead worker held.
+        "unacked_restore_interval": max(1, lease_s // 3),
         "unacked_restore_throttle": 1,
         **user_options,
+        "visibility_timeout": lease_s,  # kombu's name for the lease (see transport.QoS)
         **store.broker_options(),  # the keys and priority lists are the store's
     }
+    if settings.workers.visibility_timeout_s is not None:
+        log.warning(event("Setting ignored", setting="workers.visibility_timeout_s",
+                          reason="leases replaced the visibility timeout: see lease_s"))
+    if "visibility_timeout" in user_options and user_options["visibility_timeout"] != lease_s:
+        notes.append(conf_policy.ConfNote(
+            "broker_transport_options.visibility_timeout", "replaced",
+            user_options["visibility_timeout"],
+            warning=f"leases replace it: a dead worker's jobs return after "
+                    f"[workers] lease_s ({lease_s} s), a live worker's never"))
     notes.extend(conf_policy.wiring_notes(app.conf, store.broker_options()))
     conf_policy.apply(app.conf, notes)
     app.conf.update(

@@ -15,7 +15,14 @@ other tools read the broker as usual). Compared with kombu's Redis transport it:
   ``redis.Redis`` around the same pool on every call, which costs the consumer time);
 - in a worker, runs the job's ``begin`` script inside the MULTI/EXEC that records the
   message as unacked, and hands the verdict to the pool in a header: marking a job
-  running costs no round trip of its own.
+  running costs no round trip of its own;
+- holds every delivery under a lease instead of a visibility timeout: the process keeps
+  the tags it holds (:data:`HELD`), its heartbeat renews them all in one command, and the
+  sweep delivers again only what a dead worker held (lease older than ``lease_s``), never
+  a job because it runs long. kombu's sweep is replaced by that lease sweep (same keys,
+  same mutex, same atomic restore), not kept beside it. At a channel close the worker
+  hands back what it holds only when it is shutting down, and only what has not started;
+  on a reconnect it keeps everything (its pool still runs what it was given).
 
 The store builds every script call (``RedisJobStore.enqueue_call``, ``begin_call``,
 ``dead_letter``); this module only runs them on kombu's client or pipeline.
@@ -26,6 +33,7 @@ The store builds every script call (``RedisJobStore.enqueue_call``, ``begin_call
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,12 +59,63 @@ log = logging.getLogger("boundary_celery.worker")
 BeginHook = Callable[[Any], "ScriptCall | None"]
 
 
+class Held:
+    """The delivery tags this process holds (received, not yet acked or handed back),
+    whatever channel received them; thread-safe (the heartbeat thread reads them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tags: dict[str, None] = {}
+
+    def add(self, tag: str) -> None:
+        with self._lock:
+            self._tags[tag] = None
+
+    def discard(self, tag: str) -> None:
+        with self._lock:
+            self._tags.pop(tag, None)
+
+    def __contains__(self, tag: object) -> bool:
+        return tag in self._tags
+
+    def tags(self) -> list[str]:
+        """A snapshot, for the heartbeat's lease renewal."""
+        with self._lock:
+            return list(self._tags)
+
+
+#: This process's held deliveries (see :class:`Held`).
+HELD = Held()
+
+
+def _shutting_down() -> bool:
+    """True once the worker was asked to stop (warm or cold), not on a reconnect."""
+    from celery.worker import state
+
+    return state.should_stop is not None or state.should_terminate is not None
+
+
+def _started_tags() -> set[str]:
+    """Delivery tags of the requests the pool has started (Celery's active requests)."""
+    from celery.worker import state
+
+    tags = set()
+    for request in tuple(state.active_requests):
+        message = getattr(request, "message", None)
+        tag = getattr(message, "delivery_tag", None)
+        if tag is not None:
+            tags.add(str(tag))
+    return tags
+
+
 class QoS(kombu_redis.QoS):
-    """kombu's Redis ack emulation, with the job's ``begin`` in the same transaction."""
+    """kombu's Redis ack emulation, with the job's ``begin`` in the same transaction and
+    leases instead of a visibility timeout (kombu's ``visibility_timeout`` is the lease)."""
 
     begin_hook: BeginHook | None = None
 
     def append(self, message: Any, delivery_tag: str) -> None:
+        HELD.add(str(delivery_tag))
         hook = QoS.begin_hook
         call = hook(message) if hook is not None else None
         if call is None:
@@ -79,6 +138,44 @@ class QoS(kombu_redis.QoS):
             # After the unacked copy was serialized: a redelivery never carries a verdict.
             message.headers[wire.VERDICT] = verdict
         virtual.QoS.append(self, message, delivery_tag)
+
+    def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
+        HELD.discard(bytes_to_str(delivery_tag))  # acked, rejected or handed back
+        return super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[misc]
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        """The lease sweep (kombu calls it every ``unacked_restore_interval``): deliver
+        again each delivery whose lease lapsed (its worker stopped renewing it), oldest
+        first, at most ``num`` per call. Never one this process holds."""
+        ceil = time.time() - self.visibility_timeout
+        with self.channel.conn_or_acquire() as client:
+            try:
+                with kombu_redis.Mutex(client, self.unacked_mutex_key,
+                                       self.unacked_mutex_expire):
+                    lapsed = client.zrangebyscore(self.unacked_index_key, "-inf", ceil,
+                                                  start=0, num=num or 100)
+                    for raw_tag in lapsed:
+                        tag = bytes_to_str(raw_tag)
+                        if tag in HELD:  # ours: renewal late (an outage), not a dead worker
+                            continue
+                        self.restore_by_tag(tag, client)
+                        log.warning(event("Lease lapsed; delivered again", delivery_tag=tag))
+            except kombu_redis.MutexHeld:
+                pass
+
+    def restore_unacked(self, client: Any = None) -> None:
+        """At a channel close: during a shutdown, hand back at once what the pool has not
+        started; on a reconnect hand back nothing (the pool still runs what it holds and
+        acks it later; the leases cover a crash)."""
+        if not _shutting_down():
+            return
+        started = _started_tags()
+        delivered: dict[Any, Any] = self._delivered or {}
+        with self.channel.conn_or_acquire(client) as conn:
+            for tag in list(delivered):
+                if str(tag) not in started:
+                    self.restore_by_tag(tag, client=conn)
+        delivered.clear()
 
 
 class Channel(kombu_redis.Channel):

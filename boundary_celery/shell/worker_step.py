@@ -1,8 +1,9 @@
 """The worker bootstep that starts boundary-celery's runtime pieces in a worker.
 
-In order: the consumer's ``begin`` hook (``receipt``), the heartbeat, the embedded
-scheduler loop (``scheduler``; it beats the heartbeat too), and, when
-``workers.metrics_port`` is set, the Prometheus endpoint (``metrics``).
+In order: the consumer's ``begin`` hook (``receipt``), the heartbeat thread (it also
+renews the leases of every delivery the worker holds), the embedded scheduler loop
+(``scheduler``), and, when ``workers.metrics_port`` is set, the Prometheus endpoint
+(``metrics``).
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import bootsteps
+from celery import bootsteps, signals
 
 from boundary_celery.shell.heartbeat import Heartbeat
 from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.logfmt import event
 from boundary_celery.shell.receipt import begin_hook
 from boundary_celery.shell.scheduler import SchedulerLoop
-from boundary_celery.shell.transport import QoS
+from boundary_celery.shell.transport import HELD, QoS
 
 log = logging.getLogger("boundary_celery.scheduler")
 
@@ -40,15 +41,16 @@ class WorkerRuntime(bootsteps.StartStopStep):
         jobs = jobs_of(worker.app)
         hostname = worker.hostname
         QoS.begin_hook = begin_hook(jobs, hostname)  # before the consumer starts (it is last)
-        self.heartbeat = heartbeat = Heartbeat(jobs, hostname)
+        self.heartbeat = heartbeat = Heartbeat(jobs, hostname, leases=HELD.tags)
+        heartbeat()  # first beat in the main thread: lazy imports happen here, not
+        heartbeat.start()  # in a thread while a pool child may be forked
+        worker.boundary_heartbeat = heartbeat  # stopped at worker_shutdown (see below)
         embedded = jobs.settings.scheduler.enabled
-        interval = (jobs.settings.scheduler.interval_ms if embedded
-                    else jobs.settings.workers.heartbeat_interval_s * 1000)
-        self.loop = SchedulerLoop(jobs, interval_ms=interval, heartbeat=heartbeat,
-                                  schedule=embedded)
-        heartbeat()  # first pass in the main thread: lazy imports happen here, not
-        self.loop.run_once()  # in the thread while a pool child may be forked
-        self.loop.start()
+        interval = jobs.settings.scheduler.interval_ms
+        if embedded:
+            self.loop = SchedulerLoop(jobs, interval_ms=interval)
+            self.loop.run_once()
+            self.loop.start()
         port = jobs.settings.workers.metrics_port
         if port is not None:
             # Imported only here: prometheus_client is not loaded by workers without it.
@@ -62,12 +64,21 @@ class WorkerRuntime(bootsteps.StartStopStep):
                        interval_ms=interval))
 
     def stop(self, worker: Any) -> None:
+        # The heartbeat keeps renewing the leases of the jobs the pool still runs during a
+        # warm shutdown (this step stops before the pool): it stops at worker_shutdown.
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         if self.loop is not None:
             self.loop.stop()
-        if self.heartbeat is not None:
-            try:
-                self.heartbeat.stop()
-            except Exception:
-                log.exception("could not remove the worker heartbeat")
+
+
+@signals.worker_shutdown.connect(weak=False)
+def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
+    """After the pool finished: stop beating and leave the worker set."""
+    heartbeat = getattr(sender, "boundary_heartbeat", None)
+    if heartbeat is None:
+        return
+    try:
+        heartbeat.stop()
+    except Exception as exc:
+        log.warning(event("Could not remove the worker heartbeat", error=repr(exc)))

@@ -24,8 +24,7 @@ def test_worker_killed_mid_job_job_completes_exactly_once_with_priority(
 ):
     _, jobs = make_jobs()
     q = sandbox.queue()
-    env = {"BOUNDARY_WORKERS__VISIBILITY_TIMEOUT_S": "2"}
-    worker = worker_factory([q], env=env)
+    worker = worker_factory([q])
     job_id = jobs.enqueue("e2e.slow", {"key": "c", "seconds": 1.5}, queue=q, priority="critical")
     r = sandbox.redis
     wait_for(lambda: r.llen(f"{sandbox.prefix}:started:c") == 1, timeout=10)
@@ -33,7 +32,7 @@ def test_worker_killed_mid_job_job_completes_exactly_once_with_priority(
     assert r.llen(f"{sandbox.prefix}:done:c") == 0
     assert _status(jobs, job_id) is JobStatus.RUNNING
 
-    worker_factory([q], env=env)
+    worker_factory([q])
     job = wait_for(lambda: (j := jobs.find_job(job_id)) and j.status is JobStatus.COMPLETED
                    and j, timeout=40, message="redelivered job completes")
     assert r.llen(f"{sandbox.prefix}:done:c") == 1  # completed exactly once

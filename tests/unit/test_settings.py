@@ -60,7 +60,8 @@ def test_defaults_without_any_file() -> None:
     assert s.workers.poll_interval_ms == 1000
     assert s.workers.shutdown_timeout_ms == 30000
     assert s.workers.prefetch_multiplier == 1
-    assert s.workers.visibility_timeout_s == 3600
+    assert s.workers.lease_s == 15
+    assert s.workers.visibility_timeout_s is None  # deprecated, ignored
     assert s.workers.heartbeat_interval_s == 5
     assert s.workers.metrics_port is None
     assert (s.scheduler.enabled, s.scheduler.interval_ms, s.scheduler.batch_size) == (

@@ -62,8 +62,9 @@ def test_broker_wiring_replaced_with_a_warning() -> None:
                                               "visibility_timeout": 120})
     options = app.conf.broker_transport_options
     assert options["priority_steps"] == [0, 2, 4, 6, 8]
-    assert options["visibility_timeout"] == 120  # the user's own value is kept
+    assert options["visibility_timeout"] == 15  # the lease, not a visibility timeout
     notes = {n.setting: n for n in app.boundary.conf_notes}
+    assert "lease" in (notes["broker_transport_options.visibility_timeout"].warning or "")
     assert notes["broker_transport_options.priority_steps"].action == "replaced"
 
 

@@ -89,3 +89,18 @@ def test_stop_removes_only_this_worker(sandbox, make_jobs):
     assert r.zscore(key, WORKER) is None
     assert r.zscore(key, "other@localhost") is not None
     assert jobs.job_stats().active_workers == 1
+
+
+def test_a_beat_renews_the_leases_it_is_given_and_never_revives_an_acked_one(
+    sandbox, make_jobs
+):
+    _, jobs = make_jobs()
+    r, key = sandbox.redis, sandbox.keys.unacked_index
+    old = time.time() - 100
+    r.zadd(key, {"held": old, "someone-elses": old})
+    hb = Heartbeat(jobs, WORKER, leases=lambda: ["held", "acked-meanwhile"])
+    hb()
+    ages = jobs.store.lease_ages()
+    assert ages["held"] < 5  # renewed now
+    assert ages["someone-elses"] > 99  # not this worker's: left to lapse
+    assert "acked-meanwhile" not in ages  # XX: an acked delivery is not re-added
