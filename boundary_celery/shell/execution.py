@@ -9,7 +9,8 @@ canvas options travel with it, and waits in the boundary scheduler.
 Redis round trips per successful job beyond Celery's own: the publish (which also
 writes the record), and ``complete``. ``begin`` rides in the consumer's unacked
 transaction (transport.QoS); it is a round trip of its own only where no consumer
-hook ran (e.g. ``task.apply()``).
+hook ran (e.g. ``task.apply()``). An outcome that cannot be written (Redis
+restarting) is retried before the message is acknowledged (``persist``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from boundary_celery.shell.context import JobContext, job_context
 from boundary_celery.shell.defaults import task_max_retries
 from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.logfmt import event
+from boundary_celery.shell.persist import persisting
 from boundary_celery.shell.publishing import record_args, retrying_after
 
 if TYPE_CHECKING:
@@ -59,10 +61,12 @@ def effective_max_retries(task: BoundaryTask, meta: dict[str, Any]) -> int:
     return task_max_retries(task, jobs_of(task.app).settings.retry.max_retries)
 
 
-def job_from_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
+def job_from_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any],
+                      req: Any = None) -> Job:
     """The job this delivery carries: Celery's fields (id, task name, retries, priority,
-    queue), the ``boundary`` header and the job type's definition."""
-    req = task.request
+    queue), the ``boundary`` header and the job type's definition. ``req`` is the
+    delivery's Celery context (default: the task's current request)."""
+    req = task.request if req is None else req
     meta = wire.effective_meta(getattr(req, wire.META, None))
     delivery = req.delivery_info or {}
     policy = meta.get("rp")
@@ -127,7 +131,7 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
                      automatic_retries=declared)
     done = decided.job
     if done.status is JobStatus.COMPLETED:
-        jobs.store.complete(done, end)
+        persisting(lambda: jobs.store.complete(done, end), what="record a completion")
         if verbose:
             log.info(event("Job completed successfully", job_id=jid, job_type=job.job_type,
                            duration_ms=done.duration_ms))
@@ -137,10 +141,11 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
         log.warning(event("Job failed", job_id=jid, job_type=job.job_type,
                           error=done.error.message if done.error else None,
                           retry_count=done.retry_count, retry_in_ms=decided.retry_delay_ms))
-        with retrying_after(done.error):
-            task.retry(exc=exc or JobFailedError(_message(done)), eta=due,
-                       max_retries=done.max_retries)
-    jobs.store.dead_letter(done, count=True)
+        with retrying_after(done.error):  # raises Retry once the retry is published
+            persisting(lambda: task.retry(exc=exc or JobFailedError(_message(done)), eta=due,
+                                          max_retries=done.max_retries),
+                       what="publish a retry")
+    persisting(lambda: jobs.store.dead_letter(done, count=True), what="dead-letter a job")
     log.warning(event("Job failed", job_id=jid, job_type=job.job_type,
                       error=done.error.message if done.error else None,
                       retry_count=done.retry_count, dead_lettered=True))
