@@ -253,6 +253,34 @@ class RedisServer:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout)
 
+    def restart(self, *, down_s: float = 0.0, crash: bool = True,
+                timeout: float = 10.0) -> RedisServer:
+        """Stop the server (SIGKILL when ``crash``, else TERM), wait ``down_s`` seconds,
+        and start it again on the same port and directory (with ``--appendonly yes`` it
+        comes back with its data)."""
+        if self.proc is None or not self.port:
+            raise RedisServerError("the redis-server is not started")
+        if crash:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
+            self.proc = None
+        else:
+            self._stop_process()
+        time.sleep(down_s)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(self.port), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self._answers():
+                return self
+            time.sleep(0.05)
+        raise RedisServerError("redis-server did not restart: " + " | ".join(self.log_tail()))
+
     def stop(self) -> None:
         """Stop the server (TERM, then KILL) and remove its working directory."""
         try:

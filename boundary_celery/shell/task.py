@@ -166,9 +166,15 @@ def job_options(
     max_retries: int | None = None,
     retry_policy: RetryPolicy | Mapping[str, Any] | str | None = None,
     aliases: tuple[str, ...] | list[str] = (),
+    timeout_ms: int | None = None,
     **task_options: Any,
 ) -> dict[str, Any]:
-    """Validated class attributes of a declared job type (fails at definition time)."""
+    """Validated class attributes of a declared job type (fails at definition time).
+    ``timeout_ms`` (the guide's job timeout) is Celery's hard ``time_limit``."""
+    if timeout_ms is not None:
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
+            raise JobValidationError("timeout_ms", timeout_ms, "must be a positive integer")
+        task_options.setdefault("time_limit", timeout_ms / 1000)
     spec = JobInput.parse(
         {"job_type": name, "priority": priority,
          **({"queue": queue} if queue is not None else {}),

@@ -35,6 +35,13 @@ def hard_limited(key: str) -> None:
     time.sleep(30)
 
 
+@boundary_job(name="outcomes.timeout_ms", timeout_ms=800, max_retries=0)
+def timeout_ms(key: str) -> None:
+    """The guide's job timeout: Celery's hard time limit, in milliseconds."""
+    note(f"started:{key}")
+    time.sleep(30)
+
+
 @app.task(name="outcomes.plain_limited", time_limit=1)
 def plain_limited(key: str) -> None:
     """A plain Celery task over its hard limit: final, as in Celery."""
@@ -55,3 +62,10 @@ def dies_once(key: str) -> str:
     if _redis.incr(f"{PREFIX}:deaths:{key}") == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return "survived"
+
+
+@boundary_job(name="outcomes.tick")
+def tick(i: int) -> int:
+    """A short job that touches nothing but its own record."""
+    time.sleep(0.01)
+    return i

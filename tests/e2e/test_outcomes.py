@@ -32,6 +32,17 @@ def test_hard_time_limit_is_a_failure_that_follows_the_retry_policy(
     assert worker.running
 
 
+def test_a_job_types_timeout_ms_is_its_hard_time_limit(sandbox, make_jobs, worker_factory):
+    _, jobs = make_jobs()
+    q = sandbox.queue()
+    worker_factory([q], APP)
+    job_id = jobs.enqueue("outcomes.timeout_ms", {"key": "t"}, queue=q)
+    job = _final(jobs, job_id, JobStatus.FAILED)
+    assert job.error.type == "TimeLimitExceeded"
+    assert "0.8 s" in job.error.message
+    assert job.duration_ms is not None and 700 <= job.duration_ms < 5000
+
+
 def test_plain_tasks_hard_time_limit_is_final(sandbox, make_jobs, worker_factory):
     app, jobs = make_jobs()
     q = sandbox.queue()
