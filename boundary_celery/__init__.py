@@ -13,6 +13,7 @@ Public surface::
 
 from boundary_celery.core.errors import (
     InvalidTransitionError,
+    JobCancelledError,
     JobValidationError,
     NoHandlerError,
     PoisonMessageError,
@@ -28,6 +29,7 @@ from boundary_celery.shell.context import JobContext, current_job, current_tenan
 from boundary_celery.shell.install import install
 from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.jobs import Jobs
+from boundary_celery.shell.revoked import cancel_requested
 from boundary_celery.shell.task import BoundaryTask, boundary_job
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "BoundaryTask",
     "InvalidTransitionError",
     "Job",
+    "JobCancelledError",
     "JobContext",
     "JobResult",
     "JobStatus",
@@ -47,6 +50,7 @@ __all__ = [
     "RetryPolicy",
     "UnknownTenantError",
     "boundary_job",
+    "cancel_requested",
     "current_job",
     "current_tenant",
     "install",

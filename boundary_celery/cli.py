@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from boundary_celery.core.priority import Priority
+from boundary_celery.core.status import CancelAction
 from boundary_celery.shell.doctor import audit, known_queues
 from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.scheduler import SchedulerLoop
@@ -102,12 +103,14 @@ def _job_json(job: Any, extras: dict[str, Any] | None = None) -> dict[str, Any]:
 @click.group(name="boundary")
 @click.pass_context
 def boundary(ctx: click.Context) -> None:
-    """Boundary jobs: stats, dead letters, retries, the scheduler and the admin API.
+    """Boundary jobs: stats, dead letters, retries, cancellation, the scheduler and the
+    admin API.
 
     \b
     Exit codes (for scripts):
       0  success
-      1  not found (unknown job id for `job`, `retry`, `purge-dlq ID`) or aborted;
+      1  not found (unknown job id for `job`, `retry`, `cancel`, `purge-dlq ID`) or
+         aborted;
          for `doctor`: it found a warning or an error
       2  usage error (bad option or argument)
       3  Redis unavailable
@@ -234,6 +237,35 @@ def retry(ctx: click.Context, job_id: str, reset_retries: bool, as_json: bool) -
         return
     click.echo(f"Retrying job {again.id} ({again.job_type}) on queue {again.queue} "
                f"at priority {again.priority.value}, retry count {again.retry_count}")
+
+
+@boundary.command()
+@click.argument("job_id")
+@click.option("--terminate", is_flag=True,
+              help="Also kill the job's process if it is running (Celery's terminate).")
+@json_option
+@click.pass_context
+@redis_guard
+def cancel(ctx: click.Context, job_id: str, terminate: bool, as_json: bool) -> None:
+    """Cancel a job (exit code 1 if unknown): a waiting or scheduled job never runs; a
+    running one is asked to stop (killed with --terminate); a finished one is unchanged."""
+    done = app_jobs(ctx).cancel(job_id, terminate=terminate)
+    if done is None:
+        if as_json:
+            emit_json({"error": "not found", "job_id": job_id})
+        fail(f"job {job_id} not found", EXIT_NOT_FOUND)
+    action, found = done
+    if as_json:
+        emit_json(_job_json(found, {"action": action.value}))
+        return
+    if action is CancelAction.CANCEL:
+        outcome = "cancelled"
+    elif action is CancelAction.REQUEST:
+        outcome = ("running: cancellation requested, its worker kills it" if terminate
+                   else "running: cancellation requested (its handler may stop)")
+    else:
+        outcome = f"already {found.status.value}: unchanged"
+    click.echo(f"Job {found.id} ({found.job_type}) on queue {found.queue}: {outcome}")
 
 
 @boundary.command(name="purge-dlq")

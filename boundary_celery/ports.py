@@ -94,6 +94,20 @@ class JobStore(Protocol):
         """Drop one DLQ entry (or all when ``job_id`` is None); return how many."""
         ...
 
+    def cancel_job(self, job_id: UUID | str) -> Job | None:
+        """Cancel a job as ``core.cancel_action`` decides; return the job after it.
+
+        A pending, scheduled or retrying job becomes cancelled and is no longer scheduled
+        (a copy still waiting in a queue is skipped when delivered); a running job only
+        gets its cancellation requested (see :meth:`cancel_requested`); a completed,
+        failed or cancelled job is unchanged. ``None`` when the id is unknown.
+        """
+        ...
+
+    def cancel_requested(self, job_id: UUID | str) -> bool:
+        """Whether cancelling ``job_id`` was requested (or it is cancelled already)."""
+        ...
+
     def dlq_size(self) -> int:
         """Number of jobs in the DLQ."""
         ...

@@ -21,6 +21,8 @@ from typing import Any
 from uuid import UUID
 
 from boundary_celery.core import (
+    DELIVERY_OK,
+    CancelAction,
     Job,
     JobError,
     JobResult,
@@ -30,7 +32,10 @@ from boundary_celery.core import (
     QueueStats,
     RetryPolicy,
     Settlement,
+    cancel_action,
+    cancel_job,
     dead_letter_job,
+    delivery_verdict,
     error_from_exception,
     interpret_handler_return,
     prepare_retry,
@@ -163,19 +168,33 @@ class MemoryJobQueue:
         """Move jobs due at ``now`` (execute_at <= now) to their queues, in due order.
 
         A job whose status is ``scheduled`` becomes ``pending`` (its record too, before it
-        can be dequeued); a ``retrying`` job keeps its status, as in the Redis mover.
+        can be dequeued); a ``retrying`` job keeps its status, as in the Redis mover. A
+        job whose record was cancelled meanwhile is dropped.
         """
         moved = 0
         with self._lock:
             while self._scheduled and self._scheduled[0][0] <= now:
                 _, _, queue_name, job = heapq.heappop(self._scheduled)
-                if job.status is JobStatus.SCHEDULED:
+                if self.store is not None:
+                    due = self.store.mark_due(job, now)
+                    if due is None:
+                        continue
+                    job = due
+                elif job.status is JobStatus.SCHEDULED:
                     job = job.model_copy(update={"status": JobStatus.PENDING, "updated_at": now})
-                    if self.store is not None:
-                        self.store.save_job(job)
                 self._levels(queue_name)[job.priority].append(job)
                 moved += 1
         return moved
+
+    def unschedule(self, job_id: UUID) -> bool:
+        """Take ``job_id`` out of the scheduled jobs; True when it was there."""
+        with self._lock:
+            kept = [entry for entry in self._scheduled if entry[3].id != job_id]
+            if len(kept) == len(self._scheduled):
+                return False
+            heapq.heapify(kept)
+            self._scheduled = kept
+            return True
 
     def list_queues(self) -> list[str]:
         """Every queue that has been enqueued or scheduled to, sorted."""
@@ -198,14 +217,16 @@ class MemoryJobStore:
         self._lock = threading.Lock()
         self._jobs: dict[UUID, Job] = {}
         self._dlq: OrderedDict[UUID, None] = OrderedDict()  # oldest first
+        self._cancel_requested: set[UUID] = set()
         self.queue = queue
         self.clock = clock
         self.max_dlq_size = max_dlq_size
 
     def save_job(self, job: Job) -> None:
-        """Insert or replace the record of ``job``."""
+        """Insert or replace the record of ``job`` (a cancellation request goes with it)."""
         with self._lock:
             self._jobs[job.id] = job
+            self._cancel_requested.discard(job.id)
 
     def find_job(self, job_id: UUID | str) -> Job | None:
         """The record of ``job_id``, or None."""
@@ -246,6 +267,7 @@ class MemoryJobStore:
             retried = prepare_retry(self._jobs[uid], now=self.clock(), reset_retries=reset_retries)
             del self._dlq[uid]
             self._jobs[uid] = retried
+            self._cancel_requested.discard(uid)
         queue.enqueue_job(retried.queue, retried)
         return retried
 
@@ -260,12 +282,61 @@ class MemoryJobStore:
             for uid in ids:
                 del self._dlq[uid]
                 self._jobs.pop(uid, None)
+                self._cancel_requested.discard(uid)
             return len(ids)
 
     def dlq_size(self) -> int:
         """Number of jobs in the DLQ."""
         with self._lock:
             return len(self._dlq)
+
+    def cancel(self, job_id: UUID | str, now: datetime, *,
+               stopped: bool = False) -> tuple[CancelAction, Job] | None:
+        """Cancel a job as ``core.cancel_action`` decides (as the Redis store's ``cancel``):
+        the action and the job after it; None for an unknown id."""
+        uid = _to_uuid(job_id)
+        if uid is None:
+            return None
+        with self._lock:
+            job = self._jobs.get(uid)
+            if job is None:
+                return None
+            action = cancel_action(job.status, stopped=stopped)
+            if action is CancelAction.CANCEL:
+                job = self._jobs[uid] = cancel_job(job, now)
+            elif action is CancelAction.REQUEST:
+                self._cancel_requested.add(uid)
+        if action is CancelAction.CANCEL and isinstance(self.queue, MemoryJobQueue):
+            self.queue.unschedule(uid)
+        return action, job
+
+    def cancel_job(self, job_id: UUID | str, now: datetime | None = None) -> Job | None:
+        """Cancel a job (see :meth:`cancel`); the job after it, None for an unknown id."""
+        done = self.cancel(job_id, now or self.clock())
+        return done[1] if done is not None else None
+
+    def cancel_requested(self, job_id: UUID | str) -> bool:
+        """Whether cancelling ``job_id`` was requested (or it is cancelled already)."""
+        uid = _to_uuid(job_id)
+        if uid is None:
+            return False
+        with self._lock:
+            job = self._jobs.get(uid)
+            return uid in self._cancel_requested or (
+                job is not None and job.status is JobStatus.CANCELLED)
+
+    def mark_due(self, job: Job, now: datetime) -> Job | None:
+        """A scheduled ``job`` joining its queue: pending (record too) when it was
+        scheduled; None when its record was cancelled meanwhile (the queue drops it)."""
+        with self._lock:
+            stored = self._jobs.get(job.id)
+            if stored is not None and stored.status is JobStatus.CANCELLED:
+                return None
+            if job.status is JobStatus.SCHEDULED:
+                job = job.model_copy(update={"status": JobStatus.PENDING, "updated_at": now})
+                self._jobs[job.id] = job
+                self._cancel_requested.discard(job.id)
+            return job
 
 
 @dataclass
@@ -445,6 +516,10 @@ class MemoryWorker:
         job = b.queue.dequeue_any(self.queues)
         if job is None:
             return None
+        stored = b.store.find_job(job.id)
+        if stored is not None and delivery_verdict(
+                stored.status, stored.retry_count, job.retry_count) != DELIVERY_OK:
+            return stored  # cancelled, completed or a stale copy: skipped, as begin.lua does
         handler = b.registry.get_handler(job.job_type)
         if handler is None:
             error = JobError(

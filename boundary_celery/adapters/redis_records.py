@@ -62,7 +62,8 @@ def flatten(fields: Mapping[str, str | int | float]) -> list[str | int | float]:
 
 
 def record_to_job(record: Mapping[str, str]) -> Job:
-    """Rebuild a ``Job`` from its hash record."""
+    """Rebuild a ``Job`` from its hash record (store-only fields left out: attempts,
+    worker, cancel_requested)."""
     data: dict[str, Any] = {}
     for name, raw in record.items():
         if name in _TIME_FIELDS:
@@ -75,7 +76,7 @@ def record_to_job(record: Mapping[str, str]) -> Job:
             data[name] = float(raw)
         elif name == "tenant":
             data["tenant_id"] = raw
-        elif name in ("attempts", "worker"):
+        elif name in ("attempts", "worker", "cancel_requested"):
             continue
         else:
             data[name] = raw

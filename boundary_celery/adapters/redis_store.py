@@ -52,7 +52,7 @@ from boundary_celery.core.stats import (
     average_duration,
     duration_bucket,
 )
-from boundary_celery.core.status import JobStatus
+from boundary_celery.core.status import CancelAction, JobStatus, cancel_rule
 
 __all__ = ["JobDetail", "RecordWrite", "RedisJobStore", "ScheduledEntry", "ScriptCall",
            "Wakeups"]
@@ -70,7 +70,8 @@ Requeue = Callable[[Job, RecordWrite], None]
 #: The core's skip statuses as begin.lua reads them (one ARGV: ",a,b,").
 _SKIP = "," + ",".join(SKIP_DELIVERY_STATUS_VALUES) + ","
 #: Fields cleared on a record when a dead job is queued again.
-_RETRY_CLEARS = ("started_at", "completed_at", "result", "duration_ms", "execute_at")
+_RETRY_CLEARS = ("started_at", "completed_at", "result", "duration_ms", "execute_at",
+                 "cancel_requested")
 _COUNTERS = ("succeeded", "failed", "retried", "duration_ms", "untimed")
 
 
@@ -348,6 +349,43 @@ class RedisJobStore:
         for name, amount in increments.items():
             pipe.hincrbyfloat(self.keys.queue_stats(queue), name, amount)
         pipe.execute()
+
+    # -- cancellation ----------------------------------------------------------------------
+
+    def cancel(self, job_id: UUID | str, now: datetime, *,
+               stopped: bool = False) -> tuple[CancelAction, Job] | None:
+        """Cancel ``job_id`` as ``core.cancel_action`` decides, in one script call
+        (``cancel.lua``): a pending, scheduled or retrying job becomes cancelled (out of
+        the scheduled set; a message still in a queue is skipped when delivered), a
+        running one gets the ``cancel_requested`` field, a finished one is left alone.
+        ``stopped``: the worker skipped or killed the delivery, so running cancels too.
+        Returns the action and the job after it; None for an unknown id."""
+        try:
+            jid = str(UUID(str(job_id)))
+        except ValueError:
+            return None
+        cancel_now, request = cancel_rule(stopped=stopped)
+        k = self.keys
+        reply = script("cancel")(
+            self.client, [k.job(jid), k.scheduled, k.scheduled_messages],
+            [to_ms(now), jid, ",".join(("", *cancel_now, "")),
+             ",".join(("", *request, "")), self.completed_ttl_s],
+        )
+        if not reply:
+            return None
+        action, *flat = (_text(item) for item in reply)
+        return CancelAction(action), record_to_job(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    def cancel_job(self, job_id: UUID | str, now: datetime | None = None) -> Job | None:
+        """Port form of :meth:`cancel`: the job after it, None for an unknown id."""
+        done = self.cancel(job_id, now or datetime.now(UTC))
+        return done[1] if done is not None else None
+
+    def cancel_requested(self, job_id: UUID | str) -> bool:
+        """Whether ``job_id``'s cancellation was requested or it is cancelled (one HMGET)."""
+        flag, status = self.client.hmget(self.keys.job(str(job_id)), "cancel_requested",
+                                         "status")
+        return flag is not None or status == JobStatus.CANCELLED.value
 
     def move_due(self, now: datetime, batch: int = 500) -> int:
         """Publish up to ``batch`` due scheduled messages; returns how many moved."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import hmac
+import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+import anyio.from_thread
 import redis
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -25,6 +27,7 @@ from starlette.routing import Route
 
 from boundary_celery.admin.schemas import (
     MAX_LIMIT,
+    CancelResponse,
     ErrorBody,
     FailedJobsResponse,
     JobDetailResponse,
@@ -114,6 +117,27 @@ def parse_flag(request: Request, name: str) -> bool:
     if value in ("false", "0", "no"):
         return False
     raise ApiError(400, f"{name} must be true or false, got {raw!r}")
+
+
+def parse_body_flag(request: Request, name: str) -> bool | None:
+    """``name`` from the request's optional JSON object body (None when absent). Call it
+    from a sync endpoint (Starlette's thread pool): the body is read on the event loop."""
+    raw = anyio.from_thread.run(request.body)
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    value = body.get(name)
+    if value is None or isinstance(value, bool):
+        return value
+    raise ApiError(400, f"{name} must be true or false, got {value!r}")
+
+
+_CANCEL_MESSAGES = {"cancel": "Job cancelled", "request": "Cancellation requested"}
 
 
 def create_admin_app(jobs: Jobs, settings: AdminSettings | None = None) -> Starlette:
@@ -228,6 +252,18 @@ def create_admin_app(jobs: Jobs, settings: AdminSettings | None = None) -> Starl
                                 "can be retried")
         return model_response(RetryResponse(message="Job queued for retry", job=job))
 
+    @api
+    def cancel(request: Request) -> Response:
+        jid = parse_job_id(request.path_params["id"])
+        in_body = parse_body_flag(request, "terminate")
+        terminate = parse_flag(request, "terminate") or bool(in_body)
+        done = jobs.cancel(jid, terminate=terminate)
+        if done is None:
+            raise ApiError(404, f"job {jid} not found")
+        action, job = done
+        message = _CANCEL_MESSAGES.get(action.value, f"Job already {job.status.value}")
+        return model_response(CancelResponse(message=message, job=job))
+
     @guarded(metrics_token, admin_token)
     def metrics(request: Request) -> Response:
         return Response(render_metrics(registry),
@@ -267,6 +303,7 @@ def create_admin_app(jobs: Jobs, settings: AdminSettings | None = None) -> Starl
         Route("/api/admin/jobs/queues/{name:path}/size", queue_size, methods=["GET"]),
         Route("/api/admin/jobs/{id}", job_detail, methods=["GET"]),
         Route("/api/admin/jobs/{id}/retry", retry, methods=["POST"]),
+        Route("/api/admin/jobs/{id}/cancel", cancel, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
     app.state.jobs = jobs

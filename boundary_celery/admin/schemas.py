@@ -11,6 +11,7 @@ from boundary_celery.core.job import Job
 from boundary_celery.core.stats import JobStatsReport, QueueStats
 
 __all__ = [
+    "CancelResponse",
     "ErrorBody",
     "FailedJobsResponse",
     "JobDetailResponse",
@@ -57,6 +58,14 @@ class RetryResponse(BaseModel):
     job: Job
 
 
+class CancelResponse(BaseModel):
+    """``POST /api/admin/jobs/{id}/cancel``: what happened and the job after it."""
+
+    message: str = Field(description="Job cancelled, Cancellation requested (it is running), "
+                                     "or Job already <status> (finished: unchanged).")
+    job: Job
+
+
 class QueueSizeResponse(BaseModel):
     """``GET /api/admin/jobs/queues/{name}/size``."""
 
@@ -89,7 +98,8 @@ class ScheduledJobsResponse(BaseModel):
 
 
 _MODELS: list[type[BaseModel]] = [
-    ErrorBody, FailedJobsResponse, JobDetailResponse, RetryResponse, QueueSizeResponse,
+    ErrorBody, FailedJobsResponse, JobDetailResponse, RetryResponse, CancelResponse,
+    QueueSizeResponse,
     QueueListResponse, PurgeResponse, ScheduledJobsResponse, ScheduledJob, JobStatsReport,
     QueueStats, Job,
 ]
@@ -110,6 +120,11 @@ def _error(description: str) -> dict[str, Any]:
 _UUID_PARAM = {
     "name": "id", "in": "path", "required": True, "description": "Job id (a UUID).",
     "schema": {"type": "string", "format": "uuid"},
+}
+_TERMINATE_PARAM = {
+    "name": "terminate", "in": "query", "required": False,
+    "description": "Kill the job's process if it is running (Celery's revoke terminate).",
+    "schema": {"type": "boolean", "default": False},
 }
 _LIMIT_DEFAULTS = {"failed": 20, "scheduled": 50}
 
@@ -179,6 +194,20 @@ def openapi_document(*, auth: bool, metrics_auth: bool) -> dict[str, Any]:
                 "description": "Start the retry count from zero.",
                 "schema": {"type": "boolean", "default": False}}],
             extra={**bad, **not_found, "409": _error("The job exists but is not in the DLQ.")})},
+        "/api/admin/jobs/{id}/cancel": {"post": {
+            **op("Cancel a job", _json(CancelResponse, "The job after the call."),
+                 params=[_UUID_PARAM, _TERMINATE_PARAM], extra={**bad, **not_found}),
+            "description": (
+                "A pending, scheduled or retrying job is cancelled at once and never runs. "
+                "A running job keeps running with its cancellation requested (its handler "
+                "may stop early) and Celery's revoke is broadcast; with terminate its "
+                "process is killed, and the worker records it cancelled. A completed, "
+                "failed or cancelled job is unchanged."),
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"terminate": {
+                    "type": "boolean", "default": False,
+                    "description": "As the query parameter."}}}}}},
+        }},
         "/metrics": {"get": {
             "summary": "Prometheus metrics", "tags": ["metrics"], "parameters": [],
             **({} if metrics_auth else {"security": []}),
@@ -197,7 +226,8 @@ def openapi_document(*, auth: bool, metrics_auth: bool) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "boundary-celery admin API", "version": "1.0.0",
-                 "description": "Job statistics, the dead letter queue, retries and metrics."},
+                 "description": "Job statistics, the dead letter queue, retries, "
+                                "cancellation and metrics."},
         "paths": paths,
         "components": {"schemas": schemas},
     }

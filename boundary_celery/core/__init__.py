@@ -11,6 +11,7 @@ from boundary_celery.core.delivery import (
 )
 from boundary_celery.core.errors import (
     InvalidTransitionError,
+    JobCancelledError,
     JobValidationError,
     NoHandlerError,
     PoisonMessageError,
@@ -43,15 +44,22 @@ from boundary_celery.core.priority import DEFAULT_PRIORITY, Priority
 from boundary_celery.core.retry import BackoffStrategy, RetryPolicy, calculate_retry_delay
 from boundary_celery.core.stats import JobStatsReport, QueueStats, average_duration
 from boundary_celery.core.status import (
+    CANCEL_NOW_STATUSES,
+    CANCEL_REQUEST_STATUSES,
     SKIP_DELIVERY_STATUSES,
     TERMINAL_STATUSES,
     TRANSITIONS,
+    CancelAction,
     JobStatus,
+    cancel_action,
+    cancel_rule,
     valid_transition,
 )
 from boundary_celery.core.validation import JobInput
 
 __all__ = [
+    "CANCEL_NOW_STATUSES",
+    "CANCEL_REQUEST_STATUSES",
     "DEFAULT_PRIORITY",
     "DELIVERY_OK",
     "DELIVERY_STALE",
@@ -62,8 +70,10 @@ __all__ = [
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "BackoffStrategy",
+    "CancelAction",
     "InvalidTransitionError",
     "Job",
+    "JobCancelledError",
     "JobError",
     "JobInput",
     "JobResult",
@@ -80,7 +90,9 @@ __all__ = [
     "average_duration",
     "calculate_retry_delay",
     "can_retry",
+    "cancel_action",
     "cancel_job",
+    "cancel_rule",
     "complete_job",
     "create_job",
     "dead_letter_job",

@@ -32,6 +32,10 @@ class PoisonMessageError(Exception):
     """A message could not be decoded or validated."""
 
 
+class JobCancelledError(Exception):
+    """Raise it from a handler that stopped because ``cancel_requested()`` said so."""
+
+
 class InvalidTransitionError(Exception):
     """A status transition that the transition table does not allow."""
 

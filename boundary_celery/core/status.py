@@ -9,10 +9,15 @@ from types import MappingProxyType
 from boundary_celery.core.errors import JobValidationError
 
 __all__ = [
+    "CANCEL_NOW_STATUSES",
+    "CANCEL_REQUEST_STATUSES",
     "SKIP_DELIVERY_STATUSES",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
+    "CancelAction",
     "JobStatus",
+    "cancel_action",
+    "cancel_rule",
     "valid_transition",
 ]
 
@@ -79,3 +84,46 @@ def valid_transition(from_status: JobStatus | str, to_status: JobStatus | str) -
     except JobValidationError:
         return False
     return target in TRANSITIONS[source]
+
+
+CANCEL_NOW_STATUSES: frozenset[JobStatus] = frozenset({_S.PENDING, _S.SCHEDULED, _S.RETRYING})
+"""Cancelling a job in one of these statuses makes it cancelled at once: no worker holds
+it, so it never runs (a message still waiting in a queue is skipped when delivered)."""
+
+CANCEL_REQUEST_STATUSES: frozenset[JobStatus] = frozenset({_S.RUNNING})
+"""A job in one of these statuses is in a worker's hands: cancelling it only records the
+request (its status is unchanged) for the handler, or the worker, to act on."""
+
+
+class CancelAction(StrEnum):
+    """What cancelling a job does (see :func:`cancel_action`)."""
+
+    CANCEL = "cancel"
+    """The job becomes cancelled now."""
+    REQUEST = "request"
+    """The job keeps running; the cancellation request is recorded."""
+    NONE = "none"
+    """Nothing: the job has finished (completed, failed or cancelled already)."""
+
+
+def cancel_action(status: JobStatus | str, *, stopped: bool = False) -> CancelAction:
+    """What cancelling a job in ``status`` does.
+
+    ``stopped`` says the worker has already skipped or killed the delivery (e.g. Celery
+    revoked it), so a running job is cancelled now rather than only asked to stop.
+    """
+    current = JobStatus.parse(status)
+    if current in CANCEL_NOW_STATUSES or (stopped and current in CANCEL_REQUEST_STATUSES):
+        return CancelAction.CANCEL
+    if current in CANCEL_REQUEST_STATUSES:
+        return CancelAction.REQUEST
+    return CancelAction.NONE
+
+
+def cancel_rule(*, stopped: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """:func:`cancel_action` as data for an adapter (e.g. a Lua script's ARGV): the status
+    values cancelled now and those that only get the request, each sorted."""
+    now = {s.value for s in JobStatus if cancel_action(s, stopped=stopped) is CancelAction.CANCEL}
+    request = {s.value for s in JobStatus
+               if cancel_action(s, stopped=stopped) is CancelAction.REQUEST}
+    return tuple(sorted(now)), tuple(sorted(request))

@@ -20,6 +20,7 @@ from boundary_celery.shell.installed import attach
 from boundary_celery.shell.jobs import Jobs
 from boundary_celery.shell.logfmt import event, set_format, tally
 from boundary_celery.shell.publishing import BoundaryAMQP
+from boundary_celery.shell.revoked import install_control  # connects task_revoked
 from boundary_celery.shell.task import BoundaryTask
 from boundary_celery.shell.worker_step import WorkerRuntime
 
@@ -117,8 +118,8 @@ def install(
 
 def _make_tasks_jobs(app: Celery) -> None:
     """BoundaryTask becomes the app's task base (combined with a custom one), its AMQP
-    publishes jobs, and at finalize job types' aliases are registered and their queues
-    join the consumed queues."""
+    publishes jobs, its control records revokes on the jobs, and at finalize job types'
+    aliases are registered and their queues join the consumed queues."""
     base = app.Task
     if not issubclass(base, BoundaryTask):
         user_cls = app.task_cls if app._custom_task_cls_used else None  # type: ignore[attr-defined]
@@ -129,6 +130,7 @@ def _make_tasks_jobs(app: Celery) -> None:
     if not isinstance(app.amqp, BoundaryAMQP):
         app.amqp_cls = BoundaryAMQP  # type: ignore[assignment]
         app.__dict__.pop("amqp", None)
+    install_control(app)
     if not getattr(app, "_boundary_queues_hooked", False):
         app.on_after_finalize.connect(_on_finalize, weak=False)
         app._boundary_queues_hooked = True  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ from boundary_celery.core.job import Job, JobInput, create_job
 from boundary_celery.core.priority import Priority
 from boundary_celery.core.retry import RetryPolicy
 from boundary_celery.core.stats import JobStatsReport, QueueStats
+from boundary_celery.core.status import CancelAction
 from boundary_celery.settings import BoundarySettings
 from boundary_celery.shell import bulk, wire
 from boundary_celery.shell.clock import utcnow
@@ -34,6 +35,7 @@ from boundary_celery.shell.conf_policy import ConfNote
 from boundary_celery.shell.context import TenantHook
 from boundary_celery.shell.defaults import as_policy, policy_from_settings, task_max_retries
 from boundary_celery.shell.publishing import message_args
+from boundary_celery.shell.revoked import broadcast_revoke
 from boundary_celery.shell.task import BoundaryTask, job_options
 
 if TYPE_CHECKING:
@@ -250,6 +252,30 @@ class Jobs:
     def retry_job(self, job_id: UUID | str, reset_retries: bool = False) -> Job | None:
         """Queue a dead job again now, at its own queue and priority; None if not in the DLQ."""
         return self.store.retry_job(job_id, reset_retries, now=utcnow())
+
+    def cancel_job(self, job_id: UUID | str, *, terminate: bool = False) -> Job | None:
+        """Cancel a job; returns it after the call, None when there is no record.
+
+        A pending, scheduled or retrying job is cancelled at once and never runs. A
+        running job gets its cancellation requested (its handler may stop early, see
+        :func:`~boundary_celery.shell.revoked.cancel_requested`) and Celery's revoke is
+        broadcast: a worker holding it unstarted skips it, ``terminate`` kills it if it
+        runs, and the worker records either as cancelled. A finished job is unchanged.
+        """
+        done = self.cancel(job_id, terminate=terminate)
+        return done[1] if done is not None else None
+
+    def cancel(self, job_id: UUID | str, *,
+               terminate: bool = False) -> tuple[CancelAction, Job] | None:
+        """:meth:`cancel_job`, also saying what it did (cancelled now, requested, or
+        nothing: the job had finished)."""
+        done = self.store.cancel(job_id, utcnow())
+        if done is not None and done[0] is CancelAction.REQUEST:
+            broadcast_revoke(self.app, str(done[1].id), terminate=terminate)
+        return done
+
+    def cancel_requested(self, job_id: UUID | str) -> bool:
+        return self.store.cancel_requested(job_id)
 
     def record_outcome(self, job: Job) -> None:
         self.store.record_outcome(job)

@@ -145,3 +145,50 @@ def test_dashboard_asks_for_the_token_and_keeps_it(
     page.locator(f'#queues-table tr[data-queue="{q}"]').wait_for(timeout=10_000)
     page.reload()  # kept in localStorage
     page.locator(f'#queues-table tr[data-queue="{q}"]').wait_for(timeout=10_000)
+
+
+@pytest.mark.e2e
+def test_dashboard_cancel_buttons_cancel_scheduled_waiting_and_running_jobs(
+    sandbox: Sandbox, make_jobs: Callable[..., Any], worker_factory: Callable[..., Any],
+    serve: Callable[[Any], str], browser: Any,
+) -> None:
+    q, idle = sandbox.queue("work"), sandbox.queue("idle")
+    _, jobs = make_jobs()
+    worker_factory([q], "tests.e2e.cancel_app")
+    later = jobs.schedule("cancel.record", {"tag": "later"}, queue=idle,
+                          execute_at=datetime.now(UTC) + timedelta(hours=2))
+    waiting = jobs.enqueue("cancel.record", {"tag": "waiting"}, queue=idle)
+    running = jobs.enqueue("cancel.cooperative", {"key": "dash", "seconds": 60}, queue=q)
+    r = sandbox.redis
+    wait_for(lambda: r.llen(f"{sandbox.prefix}:started:dash") == 1, 15, message="job running")
+    base = serve(create_admin_app(jobs))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{base}/dashboard")
+
+    def status(job_id: str) -> str:
+        job = jobs.find_job(job_id)
+        return job.status.value if job is not None else "-"
+
+    # A scheduled job: Cancel in its row; the row leaves the table.
+    row = page.locator(f'#scheduled-table tr[data-job-id="{later}"]')
+    row.get_by_role("button", name="Cancel").click()
+    wait_for(lambda: status(later) == "cancelled", 10, message="scheduled job cancelled")
+    row.wait_for(state="detached", timeout=10_000)
+
+    def cancel_from_detail(job_id: str) -> None:
+        page.fill("#job-id", job_id)
+        page.click("#show-job")
+        page.locator("#job-actions").get_by_role("button", name="Cancel").click()
+
+    # A waiting job, from its detail: cancelled, and the detail shows it without a button.
+    cancel_from_detail(waiting)
+    wait_for(lambda: status(waiting) == "cancelled", 10, message="waiting job cancelled")
+    page.wait_for_function(
+        "document.getElementById('job-detail').textContent.includes('\"cancelled\"')",
+        timeout=10_000)
+    page.locator("#job-actions button.cancel").wait_for(state="detached", timeout=10_000)
+    # A running job: its cancellation is requested and its handler stops.
+    cancel_from_detail(running)
+    wait_for(lambda: r.llen(f"{sandbox.prefix}:seen:dash") == 1, 10,
+             message="the handler saw cancel_requested()")
+    assert r.llen(f"{sandbox.prefix}:ran") == 0  # neither cancelled record job ran

@@ -347,6 +347,112 @@ def test_retry_job_twice_is_none_the_second_time(ports):
     assert ports.queue.queue_size(q) == 1
 
 
+# -- JobStore: cancel_job --------------------------------------------------------------------
+
+
+def cancelled_now(job: Job, before: datetime) -> None:
+    """``job`` was cancelled by the call that started after ``before``."""
+    assert job.status is JobStatus.CANCELLED
+    assert job.completed_at is not None and job.completed_at >= before
+    assert job.updated_at == job.completed_at
+
+
+@pytest.mark.parametrize("job_id", ["00000000-0000-4000-8000-000000000000", "not-a-uuid", ""])
+def test_cancel_of_an_unknown_or_malformed_id_is_none(ports, job_id):
+    ports.store.save_job(new_job(ports.queue_name()))
+    assert ports.store.cancel_job(job_id) is None
+    assert ports.store.cancel_requested(job_id) is False
+
+
+def test_cancel_of_a_waiting_job_cancels_it_and_leaves_its_copy_queued(ports):
+    q = ports.queue_name()
+    job = new_job(q, priority="high")
+    ports.queue.enqueue_job(q, job)
+    assert ports.store.cancel_requested(job.id) is False
+    before = wall_now()
+    cancelled = ports.store.cancel_job(str(job.id))
+    cancelled_now(cancelled, before)
+    assert cancelled.model_dump(exclude={"status", "updated_at", "completed_at"}) == \
+        job.model_dump(exclude={"status", "updated_at", "completed_at"})
+    assert ports.store.find_job(job.id) == cancelled
+    assert ports.store.cancel_requested(job.id) is True  # cancelled counts as requested
+    # The waiting copy stays: whoever takes it finds the record cancelled (and skips it).
+    assert ports.queue.queue_sizes_by_priority(q)["high"] == 1
+
+
+def test_cancel_of_a_scheduled_job_takes_it_out_of_the_schedule(ports):
+    q = ports.queue_name()
+    due = wall_now() + timedelta(hours=1)
+    job = new_job(q, execute_at=due)
+    keep = new_job(q, execute_at=due)
+    ports.queue.schedule_job(q, job, due)
+    ports.queue.schedule_job(q, keep, due)
+    cancelled_now(ports.store.cancel_job(job.id), T0)
+    assert ports.queue.scheduled_count() == 1
+    assert ports.queue.process_scheduled_jobs(due + timedelta(seconds=1)) == 1
+    assert ports.queue.dequeue_job(q).id == keep.id
+    assert ports.queue.dequeue_job(q) is None
+    assert ports.store.find_job(job.id).status is JobStatus.CANCELLED
+
+
+def test_cancel_of_a_job_waiting_for_its_retry(ports):
+    q = ports.queue_name()
+    retrying = fail_job(start_job(new_job(q, max_retries=3), T0), ERROR, T0)
+    assert retrying.status is JobStatus.RETRYING
+    due = wall_now() + timedelta(hours=1)
+    ports.store.save_job(retrying)  # the record exists (a worker ran the attempt)
+    ports.queue.schedule_job(q, retrying, due)
+    cancelled = ports.store.cancel_job(retrying.id)
+    cancelled_now(cancelled, T0)
+    assert cancelled.retry_count == 1 and cancelled.error == retrying.error
+    assert ports.queue.scheduled_count() == 0
+    assert ports.queue.process_scheduled_jobs(due + timedelta(seconds=1)) == 0
+    assert ports.queue.queue_size(q) == 0
+
+
+def test_cancel_of_a_running_job_only_requests_it(ports):
+    running = start_job(new_job(ports.queue_name()), T0)
+    ports.store.save_job(running)
+    assert ports.store.cancel_requested(running.id) is False
+    after = ports.store.cancel_job(running.id)
+    assert to_ms(after) == to_ms(running)  # status and every field unchanged
+    assert ports.store.find_job(running.id) == after
+    assert ports.store.cancel_requested(running.id) is True
+    assert to_ms(ports.store.cancel_job(running.id)) == to_ms(running)  # asking again: same
+
+
+@pytest.mark.parametrize("finish", ["completed", "failed", "cancelled"])
+def test_cancel_of_a_finished_job_changes_nothing(ports, finish):
+    q = ports.queue_name()
+    if finish == "completed":
+        job = ran_job(q, ok=True, duration_ms=10)
+        ports.store.save_job(job)
+    elif finish == "failed":
+        job = dead_job(q)
+        ports.store.dead_letter(job)
+    else:
+        job = new_job(q)
+        ports.store.save_job(job)
+        job = ports.store.cancel_job(job.id)
+    assert ports.store.cancel_job(job.id) == job
+    assert ports.store.find_job(job.id) == job
+    assert ports.store.cancel_requested(job.id) is (finish == "cancelled")
+    assert ports.store.dlq_size() == (1 if finish == "failed" else 0)
+
+
+def test_a_new_record_or_a_retry_from_the_dlq_drops_the_request(ports):
+    q = ports.queue_name()
+    running = start_job(new_job(q, max_retries=0), T0)
+    ports.store.save_job(running)
+    ports.store.cancel_job(running.id)
+    ports.store.save_job(running)  # the whole record is replaced
+    assert ports.store.cancel_requested(running.id) is False
+    ports.store.cancel_job(running.id)
+    ports.store.dead_letter(fail_job(running, ERROR, T0 + timedelta(seconds=1)))
+    assert ports.store.retry_job(running.id).status is JobStatus.PENDING
+    assert ports.store.cancel_requested(running.id) is False
+
+
 # -- JobStats ---------------------------------------------------------------------------------
 
 
