@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import measure, report
+from benchmarks import measure, report, scheduler_lag
 from benchmarks.workers import Layout
 from boundary_celery.redis_server import RedisServer
 
 DEFAULT_LAYOUTS = "1x1,1x2,2x2"
+PARTS = ("enqueue", "workers", "scheduler")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -40,9 +41,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--command-jobs", type=int, default=300,
                    help="jobs traced with MONITOR for commands per job; default 300")
     p.add_argument("--scheduler-sizes", default="10000,100000",
-                   help="scheduled-set sizes for the scheduler measurement")
-    p.add_argument("--scheduler-interval-ms", type=int, default=500)
-    p.add_argument("--no-scheduler", action="store_true")
+                   help="scheduled-set sizes for the scheduler's move rate")
+    p.add_argument("--lag-jobs", type=int, default=100_000,
+                   help="scheduler lag: jobs scheduled over the window; default 100000")
+    p.add_argument("--lag-window-s", type=float, default=24.0,
+                   help="scheduler lag: seconds over which the jobs fall due; default 24")
+    p.add_argument("--lag-burst", type=int, default=5000,
+                   help="scheduler lag: jobs due at one and the same ms; default 5000")
+    p.add_argument("--lag-live", type=int, default=5000,
+                   help="scheduler lag: jobs scheduled while the schedulers run; default 5000")
+    p.add_argument("--lag-runners", default="worker,standalone",
+                   help="scheduler lag: the scheduler processes, comma separated, each "
+                        "'worker' (embedded in a celery worker) or 'standalone' (celery "
+                        "boundary scheduler); default worker,standalone")
+    p.add_argument("--no-scheduler", action="store_true",
+                   help="skip the scheduler measurements (same as leaving out --only scheduler)")
+    p.add_argument("--only", default=",".join(PARTS),
+                   help=f"run only these parts, comma separated, among {', '.join(PARTS)} "
+                        "(e.g. --only scheduler); default all")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-events", action="store_true",
                    help="turn Celery task events off in both systems (default: on, as "
@@ -56,7 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.n, args.repeats, args.layouts = 200, 1, "1x1"
         args.latency_samples, args.enqueue_samples, args.bulk_n = 20, 200, 1000
         args.command_jobs, args.scheduler_sizes = 50, "2000"
-        args.scheduler_interval_ms = 200
+        args.lag_jobs, args.lag_window_s, args.lag_burst, args.lag_live = 2000, 4.0, 200, 200
+    parts = {part.strip() for part in args.only.split(",") if part.strip()}
+    if not parts or parts - set(PARTS):
+        p.error(f"--only takes parts among {', '.join(PARTS)}: {args.only!r}")
+    if args.no_scheduler:
+        parts.discard("scheduler")
+    args.parts = parts
     return args
 
 
@@ -93,7 +115,8 @@ def log(msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    layouts = [Layout.parse(s) for s in args.layouts.split(",") if s.strip()]
+    layouts = ([Layout.parse(s) for s in args.layouts.split(",") if s.strip()]
+               if "workers" in args.parts else [])
     sizes = [int(s) for s in args.scheduler_sizes.split(",") if s.strip()]
     started = datetime.now(UTC)
     meta: dict[str, Any] = {
@@ -106,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(), "load_before": loadavg(),
         "python": platform.python_version(), "platform": platform.platform(),
         "order": "A B / B A alternating per repeat",
+        "parts": sorted(args.parts),
         "git": git_state(),
     }
     # SIGTERM -> KeyboardInterrupt so the finally blocks stop workers and Redis.
@@ -123,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeats):
             order = ["plain", "boundary"] if rep % 2 == 0 else ["boundary", "plain"]
             log(f"repeat {rep + 1}/{args.repeats}: order {' '.join(order)}; load {loadavg()}")
-            for name in order:
+            for name in order if "enqueue" in args.parts else []:
                 with measure.timed(f"{name} enqueue/memory", log):
                     data = measure.measure_enqueue(systems[name], args.enqueue_samples,
                                                    args.bulk_n)
@@ -142,14 +166,24 @@ def main(argv: list[str] | None = None) -> int:
                                       for p, v in data["drain"].items())
                     log(f"    drain/s {drains}; e2e critical p50 "
                         f"{data['e2e']['critical']['p50_ms']:.2f} ms")
-            if not args.no_scheduler and sizes:
-                with measure.timed("boundary scheduler", log):
-                    data = measure.measure_scheduler(systems["boundary"], sizes,
-                                                     args.scheduler_interval_ms)
+            if "scheduler" in args.parts and sizes:
+                with measure.timed("boundary scheduler move rate", log):
+                    data = measure.measure_scheduler(systems["boundary"], sizes)
                 runs.append({"repeat": rep, "system": "boundary", "kind": "scheduler",
                              "data": data})
-                log("    " + "; ".join(f"{k}: {v['due_per_s']:,.0f}/s lag max "
-                                       f"{v['lag_max_ms']:,.0f} ms" for k, v in data.items()))
+                log("    " + "; ".join(f"{k}: {v['due_per_s']:,.0f}/s" for k, v in data.items()))
+            if "scheduler" in args.parts and args.lag_jobs:
+                with measure.timed(f"boundary scheduler lag ({args.lag_runners})", log):
+                    data = scheduler_lag.measure_scheduler_lag(
+                        systems["boundary"], args.lag_jobs, window_s=args.lag_window_s,
+                        burst=args.lag_burst, live=args.lag_live,
+                        runners=[r.strip() for r in args.lag_runners.split(",") if r.strip()],
+                        log=log)
+                runs.append({"repeat": rep, "system": "boundary", "kind": "scheduler_lag",
+                             "data": data})
+                log(f"    lag p50 {data['lag_p50_ms']:.1f} ms p95 {data['lag_p95_ms']:.1f} ms "
+                    f"p99 {data['lag_p99_ms']:.1f} ms max {data['lag_max_ms']:.1f} ms; "
+                    f"duplicates {data['duplicates']}, missing {data['missing']}")
     finally:
         server.stop()
     meta["load_after"] = loadavg()
@@ -159,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     meta["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
     summary = report.summarize(runs, [lay.name for lay in layouts])
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    paths = report.write(args.out, stamp, runs, summary, meta, with_plot=not args.no_plot)
+    latest = "latest"
+    if args.parts != set(PARTS):  # a partial run keeps latest.* for the full one
+        latest = "latest-" + "-".join(p for p in PARTS if p in args.parts)
+        stamp += latest.removeprefix("latest")
+    paths = report.write(args.out, stamp, runs, summary, meta,
+                         with_plot=not args.no_plot and bool(layouts), latest=latest)
     log("\n" + report.markdown(summary, meta))
     for kind, path in paths.items():
         log(f"{kind}: {path}")

@@ -83,11 +83,13 @@ class SchedulerLoop:
             self.stopped.wait(timeout)
             return
         try:
+            # Subscribed before reading the soonest due time: a sooner job scheduled
+            # after that read is announced on the channel, never missed for an interval.
+            if self._wakeups is None:
+                self._wakeups = self.jobs.store.wakeups()
             due = self.jobs.store.next_due_ms()
             if due is not None:  # +1 ms: move_due takes jobs due at or before now
                 timeout = min(timeout, max(0.0, (due - epoch_ms(utcnow()) + 1) / 1000))
-            if self._wakeups is None:
-                self._wakeups = self.jobs.store.wakeups()
             deadline = time.monotonic() + timeout
             while not self.stopped.is_set():
                 left = deadline - time.monotonic()
