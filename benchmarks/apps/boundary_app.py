@@ -16,7 +16,7 @@ app.conf.update(**common_conf())
 _overrides: dict[str, Any] = {
     "redis": {"url": redis_url()},
     "store": {"key_prefix": "bench"},
-    "workers": {"visibility_timeout_s": 3600, "prefetch_multiplier": 1},
+    "workers": {"prefetch_multiplier": 1},
 }
 settings = BoundarySettings(**_overrides)
 jobs = boundary_celery.install(app, settings)

@@ -42,7 +42,7 @@ from boundary_celery.adapters.redis_records import (
     to_ms,
 )
 from boundary_celery.adapters.redis_scripts import Arg, ScriptCall, script
-from boundary_celery.core.delivery import SKIP_DELIVERY_STATUS_VALUES
+from boundary_celery.core.delivery import SKIP_DELIVERY_STATUS_VALUES, delivery_verdict
 from boundary_celery.core.job import Job, prepare_retry
 from boundary_celery.core.priority import Priority
 from boundary_celery.core.stats import (
@@ -52,7 +52,7 @@ from boundary_celery.core.stats import (
     average_duration,
     duration_bucket,
 )
-from boundary_celery.core.status import CancelAction, JobStatus, cancel_rule
+from boundary_celery.core.status import TERMINAL_STATUSES, CancelAction, JobStatus, cancel_rule
 
 __all__ = ["JobDetail", "RecordWrite", "RedisJobStore", "ScheduledEntry", "ScriptCall",
            "Wakeups"]
@@ -69,6 +69,7 @@ Requeue = Callable[[Job, RecordWrite], None]
 
 #: The core's skip statuses as begin.lua reads them (one ARGV: ",a,b,").
 _SKIP = "," + ",".join(SKIP_DELIVERY_STATUS_VALUES) + ","
+_TERMINAL = "," + ",".join(sorted(s.value for s in TERMINAL_STATUSES)) + ","
 #: Fields cleared on a record when a dead job is queued again.
 _RETRY_CLEARS = ("started_at", "completed_at", "result", "duration_ms", "execute_at",
                  "cancel_requested")
@@ -288,7 +289,8 @@ class RedisJobStore:
 
     def complete(self, job: Job, now: datetime) -> None:
         """Record ``job``'s success (result, duration), count it, add its duration to the
-        job type's histogram and let the record expire after the TTL (one script call)."""
+        job type's histogram and let the record expire after the TTL (one script call).
+        A record already terminal is left as it is (a retried write is counted once)."""
         k = self.keys
         duration = round(job.duration_ms or 0.0, 3)
         script("complete")(
@@ -296,7 +298,8 @@ class RedisJobStore:
             [k.job(str(job.id)), k.queue_stats(job.queue), k.duration_hist(job.queue, job.job_type),
              k.duration_index],
             [to_ms(now), dumps(job.result), duration, self.completed_ttl_s,
-             f"b{duration_bucket(duration)}", f"{job.queue}{HIST_SEP}{job.job_type}"],
+             f"b{duration_bucket(duration)}", f"{job.queue}{HIST_SEP}{job.job_type}",
+             _TERMINAL],
         )
 
     def dead_letter(self, job: Job, *, count: bool = False, client: Any = None) -> None:
@@ -380,6 +383,15 @@ class RedisJobStore:
         """Port form of :meth:`cancel`: the job after it, None for an unknown id."""
         done = self.cancel(job_id, now or datetime.now(UTC))
         return done[1] if done is not None else None
+
+    def start_verdict(self, job_id: str, retry_count: int) -> str:
+        """``core.delivery_verdict`` for a delivery about to start, from the record as it
+        is now; ``"cancelled"`` too when a cancellation was requested (one HMGET)."""
+        status, rc, flag = self.client.hmget(self.keys.job(job_id), "status", "retry_count",
+                                             "cancel_requested")
+        if flag is not None:
+            return JobStatus.CANCELLED.value
+        return delivery_verdict(status, int(rc) if rc is not None else None, retry_count)
 
     def cancel_requested(self, job_id: UUID | str) -> bool:
         """Whether ``job_id``'s cancellation was requested or it is cancelled (one HMGET)."""

@@ -39,6 +39,11 @@ def record_interrupted(request: Any, exc: BaseException, *, lost: bool) -> bool:
     args, kwargs = tuple(request.args or ()), dict(request.kwargs or {})
     jobs = jobs_of(task.app)
     job = job_from_delivery(task, args, kwargs, req=ctx)
+    verdict = jobs.store.start_verdict(str(job.id), job.retry_count)
+    if verdict == "cancelled":  # asked to stop, and it did stop
+        jobs.store.cancel(str(job.id), utcnow(), stopped=True)
+    if verdict != "ok":
+        return True  # finished, cancelled or moved on meanwhile: nothing more to record
     started = getattr(request, "time_start", None)
     begun = datetime.fromtimestamp(started, UTC) if started else utcnow()
     running = start_job(job, begun)

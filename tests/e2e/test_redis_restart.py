@@ -14,7 +14,6 @@ from boundary_celery.core import JobStatus
 from boundary_celery.redis_server import RedisServer
 from boundary_celery.shell.clock import utcnow
 from boundary_celery.testing import Sandbox, WorkerProcess, wait_for
-
 from tests.conftest import ROOT
 
 APP = "tests.e2e.outcomes_app"

@@ -1,7 +1,14 @@
--- Record a successful attempt, its counters and its duration histogram bucket.
+-- Record a successful attempt, its counters and its duration histogram bucket, unless
+-- the record is already in a terminal status (the core's TERMINAL_STATUSES, passed in):
+-- a write retried after its reply was lost (Redis restarting) is counted once.
 -- KEYS: 1 job record, 2 queue stats hash, 3 duration histogram hash, 4 histogram index set
 -- ARGV: 1 now ms, 2 result JSON, 3 duration ms, 4 TTL seconds,
---       5 histogram bucket field, 6 histogram index member
+--       5 histogram bucket field, 6 histogram index member, 7 terminal statuses ",a,b,"
+-- Returns 1 when recorded, 0 when the record was already terminal.
+local status = redis.call('HGET', KEYS[1], 'status')
+if status and string.find(ARGV[7], ',' .. status .. ',', 1, true) then
+  return 0
+end
 redis.call('HSET', KEYS[1], 'status', 'completed', 'completed_at', ARGV[1],
            'updated_at', ARGV[1], 'result', ARGV[2], 'duration_ms', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
