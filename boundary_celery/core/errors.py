@@ -20,6 +20,21 @@ class JobValidationError(ValueError):
         return f"invalid {self.field}: {self.value!r} ({self.reason})"
 
 
+class BrokerUnavailableError(Exception):
+    """A publish failed because the broker refused it or did not answer in time; names
+    the broker (password hidden), the per-call timeout in ms (None: unbounded) and why."""
+
+    def __init__(self, broker: str, timeout_ms: int | None, reason: str) -> None:
+        super().__init__(broker, timeout_ms, reason)
+        self.broker = broker
+        self.timeout_ms = timeout_ms
+        self.reason = reason
+
+    def __str__(self) -> str:
+        bound = "no timeout" if self.timeout_ms is None else f"timeout {self.timeout_ms} ms"
+        return f"broker {self.broker} unavailable ({bound} per Redis call): {self.reason}"
+
+
 class NoHandlerError(Exception):
     """No handler is registered for a job type."""
 

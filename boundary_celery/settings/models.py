@@ -170,6 +170,9 @@ class StoreSettings(BaseModel):
     no_handler_grace_s: int = Field(default=300, ge=0)
     no_handler_retry_delay_ms: int = Field(default=5000, ge=0)
     declared_queues: list[str] | None = None
+    #: Largest JSON-encoded job ``args`` an enqueue or a Celery publish may carry; a
+    #: bigger one raises JobValidationError("args") before anything reaches Redis.
+    max_args_bytes: int = Field(default=1_048_576, ge=1)
 
 
 class AdminSettings(BaseModel):

@@ -12,7 +12,7 @@ from kombu.utils.imports import symbol_by_name
 
 from boundary_celery.adapters.redis_store import RedisJobStore
 from boundary_celery.settings import BoundarySettings, load_settings
-from boundary_celery.shell import conf_policy
+from boundary_celery.shell import conf_policy, timeouts
 from boundary_celery.shell.conf_policy import ConfigConflict
 from boundary_celery.shell.context import TenantHook
 from boundary_celery.shell.flower import transport_for
@@ -76,6 +76,7 @@ def install(
         # transport's sweep (every lease / 3 s) delivers again what a dead worker held.
         "unacked_restore_interval": max(1, lease_s // 3),
         "unacked_restore_throttle": 1,
+        **timeouts.transport_options(settings.redis.timeout_ms),  # bounded publishes
         **user_options,
         "visibility_timeout": lease_s,  # kombu's name for the lease (see transport.QoS)
         **store.broker_options(),  # the keys and priority lists are the store's
@@ -96,6 +97,7 @@ def install(
         broker_transport=transport_for(url),
         broker_transport_options=transport_options,
         worker_consumer="boundary_celery.shell.consumer:BoundaryConsumer",
+        **timeouts.celery_settings(app.conf, settings.redis.timeout_ms),
     )
     if scheme == "rediss" and not app.conf.broker_use_ssl:
         # kombu enables TLS by itself only for a transport literally named "rediss".

@@ -28,6 +28,15 @@ from boundary_celery.core.priority import Priority
 from boundary_celery.core.retry import RetryPolicy
 from boundary_celery.core.stats import JobStatsReport, QueueStats
 from boundary_celery.core.status import CancelAction
+from boundary_celery.core.validation import (
+    ENQUEUE_OPTIONS,
+    check_args_size,
+    check_items,
+    check_options,
+    check_positive,
+    check_uuid,
+    encode_json,
+)
 from boundary_celery.settings import BoundarySettings
 from boundary_celery.shell import bulk, wire
 from boundary_celery.shell.clock import utcnow
@@ -37,9 +46,15 @@ from boundary_celery.shell.defaults import as_policy, policy_from_settings, task
 from boundary_celery.shell.publishing import message_args
 from boundary_celery.shell.revoked import broadcast_revoke
 from boundary_celery.shell.task import BoundaryTask, job_options
+from boundary_celery.shell.timeouts import broker_error
 
 if TYPE_CHECKING:
     from celery import Celery
+
+#: Options of :meth:`Jobs.enqueue` (also ``prepare``'s ``now`` and ``retry_count``).
+_OPTIONS = ENQUEUE_OPTIONS | {"now", "retry_count"}
+#: Keys of one :meth:`Jobs.enqueue_many` item.
+_ITEM_KEYS = _OPTIONS | {"job_type", "args"}
 
 
 class Jobs:
@@ -69,6 +84,7 @@ class Jobs:
     def build_job(self, job_type: str, args: Mapping[str, Any] | None = None,
                   **options: Any) -> Job:
         """Validate an enqueue request into a new job; raises JobValidationError."""
+        check_options(options, _OPTIONS)
         return self.prepare(job_type, args, **options)[0]
 
     def prepare(
@@ -88,8 +104,9 @@ class Jobs:
         retry_count: int = 0,
     ) -> tuple[Job, tuple[str, ...]]:
         """The new job and the fields only defaulted here (job type unknown locally).
-        ``retry_count`` is for a retry's message (Celery's ``retries``)."""
-        task = self.app.tasks.get(job_type)
+        ``retry_count`` is for a retry's message (Celery's ``retries``). Any bad value,
+        or args whose JSON is over ``[store] max_args_bytes``, raises JobValidationError."""
+        task = self.app.tasks.get(job_type) if isinstance(job_type, str) else None
         defaulted: list[str] = []
         if task is None and max_retries is None:
             defaulted.append("mr")
@@ -97,23 +114,24 @@ class Jobs:
             defaulted.append("rp")
         data: dict[str, Any] = {
             "job_type": job_type,
-            "args": dict(args) if args is not None else {},
+            "args": args if args is not None else {},
             "priority": priority if priority is not None
             else getattr(task, "boundary_priority", Priority.NORMAL),
-            "queue": queue or getattr(task, "boundary_queue", None)
-            or self.app.conf.task_default_queue,
+            "queue": queue if queue is not None
+            else getattr(task, "boundary_queue", None) or self.app.conf.task_default_queue,
             "max_retries": max_retries if max_retries is not None
             else task_max_retries(task, self.settings.retry.max_retries),
-            "metadata": dict(metadata) if metadata is not None else {},
+            "metadata": metadata if metadata is not None else {},
             "tenant_id": tenant_id,
             "execute_at": execute_at,
         }
         policy = as_policy(retry_policy) or getattr(task, "boundary_retry_policy", None)
         if policy is not None:
             data["retry_policy"] = policy
-        spec = JobInput.parse(data)
+        spec = JobInput.parse(data, max_args_bytes=self.settings.store.max_args_bytes)
         self.check_queue(spec.queue)
-        job = create_job(spec, job_id if job_id is not None else uuid.uuid4(), now or utcnow())
+        new_id = check_uuid("job_id", job_id) if job_id is not None else uuid.uuid4()
+        job = create_job(spec, new_id, now or utcnow())
         if retry_count:
             job = job.model_copy(update={"retry_count": retry_count})
         return job, tuple(defaulted)
@@ -127,7 +145,12 @@ class Jobs:
             )
 
     def enqueue(self, job_type: str, args: Mapping[str, Any] | None = None, **options: Any) -> str:
-        """Validate and publish a job; returns its id. Options as :meth:`prepare`."""
+        """Validate and publish a job; returns its id. Options as :meth:`prepare`.
+
+        Bad input raises JobValidationError naming the field; a broker that refuses or
+        does not answer within ``[redis] timeout_ms`` raises BrokerUnavailableError (a
+        ``BrokerPublishError``) within about 3 x timeout_ms (see ``shell.timeouts``)."""
+        check_options(options, _OPTIONS)
         job, defaulted = self.prepare(job_type, args, **options)
         self.publish(job, defaulted=defaulted)
         return str(job.id)
@@ -136,12 +159,15 @@ class Jobs:
         self, job_type: str, args: Mapping[str, Any] | None = None, *, execute_at: datetime,
         **options: Any,
     ) -> str:
-        """Publish a job that must not start before ``execute_at``."""
+        """Publish a job that must not start before ``execute_at`` (aware, or ISO 8601)."""
+        if execute_at is None:
+            raise JobValidationError("execute_at", None, "required")
         return self.enqueue(job_type, args, execute_at=execute_at, **options)
 
     def enqueue_job(self, queue_name: str, job: Job) -> UUID:
         """Port form: publish an already created job on ``queue_name``."""
         self.check_queue(queue_name)
+        check_args_size(encode_json("args", job.args)[1], self.settings.store.max_args_bytes)
         job = job.model_copy(update={"queue": queue_name})
         self.publish(job)
         return job.id
@@ -188,8 +214,17 @@ class Jobs:
     def enqueue_many(self, items: Iterable[Mapping[str, Any]],
                      batch_size: int = bulk.DEFAULT_BATCH_SIZE) -> list[str]:
         """Validate every item, then publish them pipelined; returns the job ids in order.
-        Items are ``{"job_type": ..., "args": {...}, **options of enqueue}``."""
-        return bulk.enqueue_many(self, list(items), batch_size=batch_size)
+        Items are ``{"job_type": ..., "args": {...}, **options of enqueue}``. Errors as
+        :meth:`enqueue`; a broker failure raises after ``[redis] timeout_ms`` (no retry)."""
+        listed = check_items(items, _ITEM_KEYS)
+        check_positive("batch_size", batch_size)
+        try:
+            return bulk.enqueue_many(self, listed, batch_size=batch_size)
+        except Exception as exc:
+            error = broker_error(self.app.conf, exc)
+            if error is None or error is exc:
+                raise
+            raise error from exc
 
     def dequeue_job(self, queue_name: str) -> Job | None:
         """Port form: take the most urgent waiting job of ``queue_name`` off the broker

@@ -11,6 +11,10 @@ canvas, ``self.retry()``, beat). Before kombu publishes a task message it:
 - adds the ``boundary`` header and the record write (a new record, or a retry's);
 - turns a future ``eta`` (``countdown``, ``eta``, a retry's delay) into the due time: the
   transport holds the message in the scheduled set, never as a Celery ETA message.
+
+Bad input (args over ``[store] max_args_bytes``, a queue that is not a name) raises
+``JobValidationError`` before anything is sent; a broker that refuses or does not answer
+in time raises :class:`~boundary_celery.shell.timeouts.BrokerPublishError`.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from celery.app.amqp import AMQP
+from celery.app.routes import Router
+from kombu import Queue
 
 from boundary_celery.core.errors import JobValidationError
 from boundary_celery.core.job import Job, JobError
 from boundary_celery.core.status import JobStatus
 from boundary_celery.shell import wire
 from boundary_celery.shell.clock import epoch_ms, utcnow
+from boundary_celery.shell.timeouts import broker_error
 
 if TYPE_CHECKING:
     from boundary_celery.shell.jobs import Jobs
@@ -101,9 +108,17 @@ def _eta(value: Any) -> datetime | None:
     return moment
 
 
+def _check_queue_option(queue: Any) -> None:
+    """A ``queue`` option is a non-empty name or a kombu Queue (or None)."""
+    if queue is None or isinstance(queue, Queue) or (isinstance(queue, str) and queue):
+        return
+    raise JobValidationError("queue", queue, "expected a queue name or a kombu Queue")
+
+
 def _queue_name(jobs: Jobs, options: Mapping[str, Any]) -> str:
     queue = options.get("queue")
     if queue is not None:
+        _check_queue_option(queue)
         return str(getattr(queue, "name", queue))
     return str(options.get("routing_key") or jobs.app.conf.task_default_queue)
 
@@ -165,8 +180,23 @@ def prepare_message(jobs: Jobs, name: str, message: Any, options: dict[str, Any]
     finish_headers(jobs, job, headers)
 
 
+class BoundaryRouter(Router):  # type: ignore[misc]
+    """Celery's task router; a ``queue`` option that is not a name or a kombu Queue raises
+    JobValidationError (Celery's own fails on it with a TypeError or later in kombu)."""
+
+    def route(self, options: dict[str, Any], name: str, *args: Any, **kwargs: Any) -> Any:
+        _check_queue_option(options.get("queue"))
+        return super().route(options, name, *args, **kwargs)
+
+
 class BoundaryAMQP(AMQP):
     """Celery's AMQP with a ``send_task_message`` that publishes jobs."""
+
+    def Router(self, queues: Any = None, create_missing: Any = None) -> BoundaryRouter:
+        """Celery's router, with the ``queue`` option checked (:class:`BoundaryRouter`)."""
+        return BoundaryRouter(self.routes, queues or self.queues,
+                              self.app.either("task_create_missing_queues", create_missing),
+                              app=self.app)
 
     def _create_task_sender(self) -> Any:
         send = super()._create_task_sender()  # type: ignore[misc]
@@ -177,6 +207,12 @@ class BoundaryAMQP(AMQP):
             jobs = getattr(app, "boundary", None)
             if jobs is not None:
                 prepare_message(jobs, name, message, options)
-            return send(producer, name, message, *args, **options)
+            try:
+                return send(producer, name, message, *args, **options)
+            except Exception as exc:
+                error = broker_error(app.conf, exc)
+                if error is None or error is exc:
+                    raise
+                raise error from exc
 
         return send_task_message
