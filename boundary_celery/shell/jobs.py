@@ -52,9 +52,9 @@ if TYPE_CHECKING:
     from celery import Celery
 
 #: Options of :meth:`Jobs.enqueue` (also ``prepare``'s ``now`` and ``retry_count``).
-_OPTIONS = ENQUEUE_OPTIONS | {"now", "retry_count"}
+_OPTIONS = ENQUEUE_OPTIONS | {"now", "retry_count", "timeout_ms"}
 #: Keys of one :meth:`Jobs.enqueue_many` item.
-_ITEM_KEYS = _OPTIONS | {"job_type", "args"}
+_ITEM_KEYS = (_OPTIONS - {"timeout_ms"}) | {"job_type", "args"}
 
 
 class Jobs:
@@ -151,8 +151,11 @@ class Jobs:
         does not answer within ``[redis] timeout_ms`` raises BrokerUnavailableError (a
         ``BrokerPublishError``) within about 3 x timeout_ms (see ``shell.timeouts``)."""
         check_options(options, _OPTIONS)
+        timeout_ms = options.pop("timeout_ms", None)
+        if timeout_ms is not None:
+            check_positive("timeout_ms", timeout_ms)
         job, defaulted = self.prepare(job_type, args, **options)
-        self.publish(job, defaulted=defaulted)
+        self.publish(job, defaulted=defaulted, timeout_ms=timeout_ms)
         return str(job.id)
 
     def schedule(
@@ -183,10 +186,13 @@ class Jobs:
         *,
         due: datetime | None = None,
         defaulted: Iterable[str] = (),
+        timeout_ms: int | None = None,
     ) -> None:
         """Send ``job`` as a Celery task message; the transport stores the record ``write``
         (default: the whole new record, see ``publishing``) with it, held until ``due``
-        (default ``job.execute_at``) when that is in the future."""
+        (default ``job.execute_at``) when that is in the future. ``timeout_ms`` (the
+        guide's per-enqueue job timeout) is Celery's hard time limit for this job and its
+        retries (the job type's own limit otherwise)."""
         headers: dict[str, Any] = {wire.JOB: job}
         defaulted = sorted(defaulted)
         if defaulted:  # the rest of the header is built once, by publishing.finish_headers
@@ -205,6 +211,7 @@ class Jobs:
             headers=headers,
             eta=due if due is not None else job.execute_at,
             retries=job.retry_count,
+            **({"time_limit": timeout_ms / 1000} if timeout_ms is not None else {}),
         )
 
     def requeue(self, job: Job, write: RecordWrite) -> None:

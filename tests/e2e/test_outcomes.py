@@ -43,6 +43,16 @@ def test_a_job_types_timeout_ms_is_its_hard_time_limit(sandbox, make_jobs, worke
     assert job.duration_ms is not None and 700 <= job.duration_ms < 5000
 
 
+def test_an_enqueues_timeout_ms_is_its_hard_time_limit(sandbox, make_jobs, worker_factory):
+    _, jobs = make_jobs()
+    q = sandbox.queue()
+    worker_factory([q], APP)
+    job_id = jobs.enqueue("outcomes.soft_limited", {"key": "e"}, queue=q, timeout_ms=400)
+    job = _final(jobs, job_id, JobStatus.FAILED)
+    assert job.error.type == "TimeLimitExceeded"  # the hard 0.4 s came before the soft 1 s
+    assert "0.4 s" in job.error.message
+
+
 def test_plain_tasks_hard_time_limit_is_final(sandbox, make_jobs, worker_factory):
     app, jobs = make_jobs()
     q = sandbox.queue()
