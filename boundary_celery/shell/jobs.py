@@ -200,6 +200,7 @@ class Jobs:
         if write is not None:
             headers[wire.WRITE] = write
         args, kwargs = message_args(job.args)
+        limits: dict[str, Any] = {} if timeout_ms is None else {"time_limit": timeout_ms / 1000}
         self.app.send_task(
             job.job_type,
             args=args,
@@ -211,7 +212,7 @@ class Jobs:
             headers=headers,
             eta=due if due is not None else job.execute_at,
             retries=job.retry_count,
-            **({"time_limit": timeout_ms / 1000} if timeout_ms is not None else {}),
+            **limits,
         )
 
     def requeue(self, job: Job, write: RecordWrite) -> None:
