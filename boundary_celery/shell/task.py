@@ -9,6 +9,7 @@ or ``@app.task(boundary={...})`` also gets Boundary's retry policy and failure s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,6 +80,10 @@ class BoundaryTask(Task):
         in pairs: 0-1 critical ... 8-9 bulk); ``execute_at``, ``eta`` and ``countdown`` go
         to the boundary scheduler; ``tenant_id``, ``metadata``, ``max_retries`` and
         ``retry_policy`` are the job's."""
+        if args is not None and not isinstance(args, list | tuple):
+            raise JobValidationError("args", args, "expected a list or tuple of arguments")
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise JobValidationError("kwargs", kwargs, "expected a mapping")
         if getattr(self.app, "boundary", None) is not None:
             _boundary_options(self, options)
         return super().apply_async(
@@ -113,8 +118,14 @@ class BoundaryTask(Task):
 
 def _boundary_options(task: BoundaryTask, options: dict[str, Any]) -> None:
     """Turn Boundary's ``apply_async`` options into Celery options and the job header."""
-    headers = dict(options.pop("headers", None) or {})
-    meta = dict(headers.get(wire.META) or {})
+    headers = options.pop("headers", None) or {}
+    if not isinstance(headers, Mapping):
+        raise JobValidationError("headers", headers, "expected a mapping")
+    headers = dict(headers)
+    meta = headers.get(wire.META) or {}
+    if not isinstance(meta, Mapping):
+        raise JobValidationError(f"headers.{wire.META}", meta, "expected a mapping")
+    meta = dict(meta)
     for option, key in _META_OPTIONS.items():
         value = options.pop(option, None)
         if value is None:
@@ -139,6 +150,10 @@ def _boundary_options(task: BoundaryTask, options: dict[str, Any]) -> None:
         options["queue"] = task.boundary_queue
 
 
+#: The longest ``countdown`` accepted (about 100 years).
+MAX_COUNTDOWN_S = 100 * 365 * 24 * 3600
+
+
 def _execute_at(execute_at: Any, eta: Any, countdown: Any) -> datetime | None:
     if execute_at is not None or eta is not None:
         field = "execute_at" if execute_at is not None else "eta"
@@ -152,8 +167,10 @@ def _execute_at(execute_at: Any, eta: Any, countdown: Any) -> datetime | None:
             raise JobValidationError(field, moment, "expected a datetime")
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     if countdown is not None:
-        if isinstance(countdown, bool) or not isinstance(countdown, int | float):
-            raise JobValidationError("countdown", countdown, "expected seconds")
+        if (isinstance(countdown, bool) or not isinstance(countdown, int | float)
+                or not math.isfinite(countdown) or abs(countdown) > MAX_COUNTDOWN_S):
+            raise JobValidationError("countdown", countdown,
+                                     f"expected seconds, at most {MAX_COUNTDOWN_S}")
         return datetime.now(UTC) + timedelta(seconds=float(countdown))
     return None
 

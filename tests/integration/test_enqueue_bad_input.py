@@ -150,3 +150,23 @@ def test_boundary_job_delay_args(sandbox, api, value):
 
     assert field(lambda: app.tasks[declared.name].delay(value)) == "args"
     assert nothing_stored(sandbox, jobs, q)
+
+
+@pytest.mark.parametrize(("call", "name"), [
+    ({"args": 5}, "args"),
+    ({"args": "ab"}, "args"),  # would otherwise be split into characters
+    ({"kwargs": [1]}, "kwargs"),
+    ({"headers": "x"}, "headers"),
+    ({"headers": {"boundary": "x"}}, "headers.boundary"),
+    ({"countdown": float("nan")}, "countdown"),
+    ({"countdown": 1e300}, "countdown"),
+])
+def test_plain_task_apply_async_shapes(sandbox, api, call, name):
+    app, jobs, q = api
+
+    @app.task(name=f"bad.plain.{uuid.uuid4().hex[:6]}")
+    def plain(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    assert field(lambda: plain.apply_async(queue=q, **call)) == name
+    assert nothing_stored(sandbox, jobs, q)
