@@ -13,10 +13,14 @@ by the worker's consumer on receipt, never published.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from boundary_celery.core.errors import JobValidationError
 from boundary_celery.core.job import Job
+from boundary_celery.core.priority import Priority
+from boundary_celery.core.retry import RetryPolicy
+from boundary_celery.core.validation import MAX_TEXT_LEN, check_json
 
 #: Job fields the worker needs: q queue, mr max retries, t tenant id, m metadata,
 #: rp retry policy, nh first time no worker had a handler (epoch ms), d fields the
@@ -28,9 +32,13 @@ JOB: Final = "x-boundary-job"
 WRITE: Final = "x-boundary-write"
 #: Epoch ms before which the message must not be delivered (goes to the scheduler).
 DUE: Final = "x-boundary-due"
-TRANSIENT: Final = frozenset({JOB, WRITE, DUE})
 #: The ``begin`` verdict the consumer got for this delivery (see transport.QoS).
 VERDICT: Final = "boundary_verdict"
+#: When the consumer received this delivery (epoch ms; see transport.QoS).
+RECEIVED: Final = "boundary_received"
+#: Headers read at publish or receipt and never stored with a message (a retry
+#: published from a delivery's context would otherwise carry its verdict).
+TRANSIENT: Final = frozenset({JOB, WRITE, DUE, VERDICT, RECEIVED})
 
 
 def message_meta(
@@ -62,3 +70,87 @@ def effective_meta(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     for guessed in meta.pop("d", ()):
         meta.pop(guessed, None)
     return meta
+
+
+# -- checking a received header --------------------------------------------------------
+
+
+def _count(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return f"expected an integer >= 0, got {value!r:.100}"
+    return None
+
+
+def _queue(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"expected a queue name, got {value!r:.100}"
+    return None
+
+
+def _tenant(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value.strip()
+                              or len(value) > MAX_TEXT_LEN):
+        return f"expected a tenant id or null, got {value!r:.100}"
+    return None
+
+
+def _metadata(value: Any) -> str | None:
+    try:
+        check_json("metadata", value)
+    except JobValidationError as exc:
+        return str(exc)
+    return None
+
+
+def _policy(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        return f"expected a retry policy object, got {value!r:.100}"
+    try:
+        RetryPolicy.from_config(value)
+    except (JobValidationError, ValueError, TypeError) as exc:
+        return f"not a valid retry policy: {exc}"
+    return None
+
+
+def _defaulted(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return f"expected a list of field names, got {value!r:.100}"
+    return None
+
+
+def _priority(value: Any) -> str | None:
+    try:
+        Priority.parse(value)
+    except (JobValidationError, ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+#: How each field of the ``boundary`` header is checked on receipt (see
+#: :func:`message_meta`); ``p`` and ``rc`` are older publishers' priority and retry count.
+_FIELD_CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
+    "q": _queue,
+    "mr": _count,
+    "t": _tenant,
+    "m": _metadata,
+    "rp": _policy,
+    "nh": _count,
+    "d": _defaulted,
+    "p": _priority,
+    "rc": _count,
+}
+
+
+def meta_problem(meta: Any) -> str | None:
+    """Why a received ``boundary`` header cannot be used, as ``boundary[.field]: reason``,
+    or None. Fields this version does not know are left alone (a newer publisher's)."""
+    if not isinstance(meta, Mapping):
+        return f"{META}: expected an object, got {meta!r:.100}"
+    for field, check in _FIELD_CHECKS.items():
+        if field in meta:
+            problem = check(meta[field])
+            if problem is not None:
+                return f"{META}.{field}: {problem}"
+    return None
