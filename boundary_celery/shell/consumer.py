@@ -16,9 +16,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from billiard.einfo import ExceptionWithTraceback
-from celery.exceptions import Ignore, Reject, Retry
+from billiard.exceptions import WorkerLostError
+from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 from celery.worker.consumer import Consumer
 from celery.worker.request import Request
+from celery.worker.state import task_ready
 from kombu.exceptions import ContentDisallowed, DecodeError
 
 from boundary_celery.core import JobStatus, valid_transition
@@ -26,7 +28,9 @@ from boundary_celery.core.job import Job
 from boundary_celery.core.priority import Priority
 from boundary_celery.shell import wire
 from boundary_celery.shell.clock import epoch_ms, utcnow
+from boundary_celery.shell.envelope import is_connection_error
 from boundary_celery.shell.installed import jobs_of
+from boundary_celery.shell.interrupted import record_interrupted
 from boundary_celery.shell.logfmt import count, event
 from boundary_celery.shell.poison import poison_job
 
@@ -104,14 +108,25 @@ def handle_unknown_job_type(jobs: Jobs, message: Any) -> None:
 
 
 class BoundaryConsumer(Consumer):
-    """Celery's consumer with Boundary's handling of messages it cannot run."""
+    """Celery's consumer with Boundary's handling of messages it cannot run.
+
+    The transport checked every field these hooks read (``shell.envelope``). When
+    re-scheduling or dead-lettering fails, a lost connection requeues the message;
+    anything else is the message's doing: it is dead-lettered (by the transport, as
+    received, when even that fails here), never requeued to fail again at once.
+    """
 
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
         try:
             handle_unknown_job_type(jobs_of(self.app), message)
-        except Exception:
-            log.exception("could not re-schedule a message with no handler; requeued")
-            message.reject_log_error(log, self.connection_errors, requeue=True)
+        except Exception as err:
+            if is_connection_error(err, self.connection_errors):
+                log.exception("could not re-schedule a message with no handler; requeued")
+                message.reject_log_error(log, self.connection_errors, requeue=True)
+                return
+            log.exception("could not re-schedule a message with no handler")
+            self._dead_letter(message, f"no handler for job type {exc}, and re-scheduling "
+                                       f"the message failed: {err!r}")
             return
         message.ack()
 
@@ -127,7 +142,9 @@ class BoundaryConsumer(Consumer):
     def _dead_letter(self, message: Any, reason: str) -> None:
         try:
             dead_letter_message(self.app, message, reason, "PoisonMessageError")
-        except Exception:
+        except Exception as err:
+            if not is_connection_error(err, self.connection_errors):
+                raise  # the transport dead-letters the message as received
             log.exception("could not dead-letter a message; requeued")
             message.reject_log_error(log, self.connection_errors, requeue=True)
             return
@@ -160,4 +177,47 @@ class BoundaryRequest(Request):
                 return_ok = True
             except Exception:
                 log.exception("could not dead-letter an undecodable message")
+        if isinstance(exc, WorkerLostError | TimeLimitExceeded):
+            lost = isinstance(exc, WorkerLostError)
+            reason = exc if lost else self._hard_limit(exc.args[0] if exc.args else "?")
+            if self._record_interrupted(reason, lost=lost):
+                # Recorded, then retried or dead-lettered by the policy: ack (instead of
+                # Celery's requeue, which loops forever on a job the OOM killer ends).
+                task_ready(self)
+                self.acknowledge()
+                return
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        # A soft limit raises SoftTimeLimitExceeded in the handler (recorded there); a
+        # hard one kills the pool child: its outcome is recorded here or in on_failure,
+        # whichever Celery calls first.
+        if soft:
+            super().on_timeout(soft, timeout)
+            return
+        if self._record_interrupted(self._hard_limit(timeout), lost=False):
+            log.warning(event("Hard time limit exceeded", job_id=self.id, job_type=self.name,
+                              time_limit_s=timeout))
+            task_ready(self)
+            if not self.acknowledged:
+                self.acknowledge()
+            return
+        super().on_timeout(soft, timeout)
+
+    @staticmethod
+    def _hard_limit(seconds: object) -> TimeLimitExceeded:
+        return TimeLimitExceeded(f"hard time limit ({seconds} s) exceeded")
+
+    def _record_interrupted(self, exc: BaseException, *, lost: bool) -> bool:
+        """Record the attempt's outcome once; False if not ours or Redis is unreachable
+        (Celery's own handling then applies: the job comes back, never lost)."""
+        if getattr(self, "_boundary_recorded", False):
+            return True
+        try:
+            recorded = record_interrupted(self, exc, lost=lost)
+        except Exception as err:
+            log.warning(event("Could not record an interrupted job", job_id=self.id,
+                              error=repr(err)))
+            return False
+        self._boundary_recorded = recorded
+        return recorded

@@ -15,6 +15,7 @@ restarting) is retried before the message is acknowledged (``persist``).
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from contextlib import ExitStack
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task as CeleryTask
 from celery.exceptions import Ignore, Reject, Retry
 
+from boundary_celery.core.errors import JobCancelledError
 from boundary_celery.core.job import Job, start_job
 from boundary_celery.core.outcome import (
     JobResult,
@@ -36,12 +38,13 @@ from boundary_celery.core.priority import Priority
 from boundary_celery.core.retry import RetryPolicy
 from boundary_celery.core.status import JobStatus
 from boundary_celery.shell import wire
-from boundary_celery.shell.clock import utcnow
+from boundary_celery.shell.clock import epoch_ms, utcnow
 from boundary_celery.shell.context import JobContext, job_context
 from boundary_celery.shell.defaults import task_max_retries
 from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.logfmt import event
 from boundary_celery.shell.persist import persisting
+from boundary_celery.shell.poison import poison_job
 from boundary_celery.shell.publishing import record_args, retrying_after
 
 if TYPE_CHECKING:
@@ -90,12 +93,21 @@ def job_from_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[st
 def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run one delivered job to a recorded outcome (see module docstring)."""
     jobs = jobs_of(task.app)
-    job = job_from_delivery(task, args, kwargs)
+    try:
+        job = job_from_delivery(task, args, kwargs)
+    except Exception as unreadable:  # e.g. arguments the handler's signature cannot take
+        _dead_letter_unreadable(task, args, kwargs, unreadable)
+        raise Ignore() from None
     jid = str(job.id)
     now = utcnow()
     verdict = getattr(task.request, wire.VERDICT, None)  # begun on receipt by the consumer
     if verdict is None or verdict == "missing":
         verdict = jobs.store.begin(job, now, task.request.hostname or "")
+    elif verdict == "ok" and _waited_ms(task.request, now) > RECHECK_AFTER_MS:
+        # Held in the worker a while since receipt: finished or cancelled meanwhile?
+        verdict = jobs.store.start_verdict(jid, job.retry_count)
+        if verdict == "cancelled":
+            jobs.store.cancel(jid, now, stopped=True)
     if verdict != "ok":
         log.info(event("Skipping delivery", job_id=jid, job_type=job.job_type, reason=verdict))
         raise Ignore()
@@ -122,6 +134,11 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
         raise
     except (Ignore, Reject):  # Celery's own control flow
         raise
+    except JobCancelledError:  # the handler stopped because cancel_requested() said so
+        persisting(lambda: jobs.store.cancel(jid, utcnow(), stopped=True),
+                   what="record a cancellation")
+        log.info(event("Job cancelled", job_id=jid, job_type=job.job_type))
+        raise Ignore() from None
     except Exception as err:
         exc = err
         outcome = JobResult.failure(**error_from_exception(err).model_dump())
@@ -152,6 +169,36 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
     if exc is not None:
         raise exc
     raise JobFailedError(_message(done))
+
+
+def _dead_letter_unreadable(task: BoundaryTask, args: tuple[Any, ...],
+                            kwargs: dict[str, Any], exc: Exception) -> None:
+    """Dead-letter a delivery whose job cannot be built, with the reason and what it
+    carried (its record would otherwise stay ``running``)."""
+    req = task.request
+    delivery = req.delivery_info or {}
+    reason = f"cannot read the job from the message: {exc!r}"
+    raw = json.dumps({"args": args, "kwargs": kwargs}, default=repr)
+    jobs = jobs_of(task.app)
+    job = poison_job(job_id=str(req.id), job_type=getattr(req, "task", None) or task.name,
+                     queue=str(delivery.get("routing_key") or task.app.conf.task_default_queue),
+                     reason=reason, error_type="PoisonMessageError", now=utcnow(), raw=raw)
+    persisting(lambda: jobs.store.dead_letter(job, count=True), what="dead-letter a job")
+    log.warning(event("Message dead-lettered", job_id=str(job.id), job_type=job.job_type,
+                      reason=reason))
+
+
+#: A delivery that waited longer than this in the worker since its receipt (prefetched,
+#: or the pool was busy) re-reads its record before it starts.
+RECHECK_AFTER_MS = 1000
+
+
+def _waited_ms(request: Any, now: Any) -> float:
+    """Milliseconds since the consumer received this delivery (0 when unknown)."""
+    received = getattr(request, wire.RECEIVED, None)
+    if not isinstance(received, int | float):
+        return 0.0
+    return epoch_ms(now) - received
 
 
 def _invoke(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

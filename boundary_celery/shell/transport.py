@@ -20,9 +20,9 @@ other tools read the broker as usual). Compared with kombu's Redis transport it:
   the tags it holds (:data:`HELD`), its heartbeat renews them all in one command, and the
   sweep delivers again only what a dead worker held (lease older than ``lease_s``), never
   a job because it runs long. kombu's sweep is replaced by that lease sweep (same keys,
-  same mutex, same atomic restore), not kept beside it. At a channel close the worker
-  hands back what it holds only when it is shutting down, and only what has not started;
-  on a reconnect it keeps everything (its pool still runs what it was given).
+  same mutex, same atomic restore), not kept beside it. At a channel close (shutdown or
+  reconnect) the worker hands back at once what its pool has not started, and keeps
+  what it runs.
 
 The store builds every script call (``RedisJobStore.enqueue_call``, ``begin_call``,
 ``dead_letter``); this module only runs them on kombu's client or pipeline.
@@ -43,12 +43,18 @@ import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import dumps, loads
+from kombu.utils.json import dumps
 from kombu.utils.objects import cached_property
 
 from boundary_celery.adapters.redis_store import RedisJobStore, ScriptCall
 from boundary_celery.shell import wire
 from boundary_celery.shell.clock import utcnow
+from boundary_celery.shell.envelope import (
+    EnvelopeError,
+    is_connection_error,
+    job_type_of,
+    read_envelope,
+)
 from boundary_celery.shell.logfmt import event
 from boundary_celery.shell.poison import poison_job
 
@@ -88,11 +94,25 @@ class Held:
 HELD = Held()
 
 
-def _shutting_down() -> bool:
-    """True once the worker was asked to stop (warm or cold), not on a reconnect."""
-    from celery.worker import state
+class Orphans:
+    """Messages BRPOP took whose receipt a connection error interrupted; the lease sweep
+    hands them back once Redis answers (``QoS._return_orphans``)."""
 
-    return state.should_stop is not None or state.should_terminate is not None
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, Any] = {}
+
+    def put(self, tag: str, message: Any) -> None:
+        with self._lock:
+            self._items[tag] = message
+
+    def take(self) -> list[tuple[str, Any]]:
+        with self._lock:
+            items, self._items = list(self._items.items()), {}
+        return items
+
+
+ORPHANS = Orphans()
 
 
 def _started_tags() -> set[str]:
@@ -115,7 +135,19 @@ class QoS(kombu_redis.QoS):
     begin_hook: BeginHook | None = None
 
     def append(self, message: Any, delivery_tag: str) -> None:
-        HELD.add(str(delivery_tag))
+        tag = str(delivery_tag)
+        HELD.add(tag)
+        try:
+            self._append(message, delivery_tag)
+        except Exception as exc:
+            HELD.discard(tag)
+            if is_connection_error(exc, self.channel.connection_errors):
+                # BRPOP took the message; the unacked record may or may not have been
+                # written. Handed back once Redis answers again (``_return_orphans``).
+                ORPHANS.put(tag, message)
+            raise
+
+    def _append(self, message: Any, delivery_tag: str) -> None:
         hook = QoS.begin_hook
         call = hook(message) if hook is not None else None
         if call is None:
@@ -137,6 +169,7 @@ class QoS(kombu_redis.QoS):
         if verdict is not None:
             # After the unacked copy was serialized: a redelivery never carries a verdict.
             message.headers[wire.VERDICT] = verdict
+            message.headers[wire.RECEIVED] = int(time.time() * 1000)
         virtual.QoS.append(self, message, delivery_tag)
 
     def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
@@ -149,6 +182,7 @@ class QoS(kombu_redis.QoS):
         first, at most ``num`` per call. Never one this process holds."""
         ceil = time.time() - self.visibility_timeout
         with self.channel.conn_or_acquire() as client:
+            self._return_orphans(client)
             try:
                 with kombu_redis.Mutex(client, self.unacked_mutex_key,
                                        self.unacked_mutex_expire):
@@ -163,18 +197,41 @@ class QoS(kombu_redis.QoS):
             except kombu_redis.MutexHeld:
                 pass
 
+    def _return_orphans(self, client: Any) -> None:
+        """Hand back the messages whose receipt a connection error cut short: restore
+        the unacked record when it was written, else push the message back."""
+        for tag, message in ORPHANS.take():
+            try:
+                if client.hexists(self.unacked_key, tag):
+                    self.restore_by_tag(tag, client)
+                else:
+                    info = message.delivery_info
+                    self.channel._do_restore_message(
+                        message._raw, info["exchange"], info["routing_key"], client)
+            except Exception:
+                ORPHANS.put(tag, message)
+                raise
+            log.warning(event("Message handed back after a connection error",
+                              delivery_tag=tag))
+
     def restore_unacked(self, client: Any = None) -> None:
-        """At a channel close: during a shutdown, hand back at once what the pool has not
-        started; on a reconnect hand back nothing (the pool still runs what it holds and
-        acks it later; the leases cover a crash)."""
-        if not _shutting_down():
-            return
+        """At a channel close (a shutdown or a reconnect), hand back what the pool has
+        not started: Celery drops those requests then. What it started stays held (the
+        pool finishes it and acks it later). If Redis is unreachable now, the deliveries
+        handed back are released from this worker's leases instead, so the sweep of any
+        worker returns them within a lease."""
         started = _started_tags()
         delivered: dict[Any, Any] = self._delivered or {}
-        with self.channel.conn_or_acquire(client) as conn:
-            for tag in list(delivered):
-                if str(tag) not in started:
+        returned = [tag for tag in list(delivered) if str(tag) not in started]
+        for tag in returned:
+            HELD.discard(str(tag))
+        try:
+            with self.channel.conn_or_acquire(client) as conn:
+                for tag in returned:
                     self.restore_by_tag(tag, client=conn)
+        except Exception as exc:  # Redis down, or the channel already torn down
+            log.warning(event("Could not hand back deliveries now; their leases will lapse",
+                              count=len(returned), error=repr(exc)))
         delivered.clear()
 
 
@@ -194,6 +251,8 @@ class Channel(kombu_redis.Channel):
     boundary_dlq_max_age_days = 180
 
     _boundary_client: Any = None
+    #: Queues consumed with acks (see :meth:`basic_consume`).
+    _boundary_acked: set[str] | None = None
 
     @cached_property
     def boundary_store(self) -> RedisJobStore:
@@ -205,9 +264,16 @@ class Channel(kombu_redis.Channel):
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
         """kombu's pooled client, kept for the life of its pool (a fork or a reconnect
-        gives kombu a new pool, and so a new client here)."""
+        gives kombu a new pool, and so a new client here); after the channel closed, the
+        last one (for late acks)."""
         if client:
             yield client
+            return
+        closed = self.connection is None or getattr(self.connection, "client", None) is None
+        if closed and self._boundary_client is not None:
+            # Closed on a reconnect: the acks of jobs the pool ran meanwhile still come
+            # here; the client's pool reconnects on use.
+            yield self._boundary_client
             return
         pool = self.pool
         cached = self._boundary_client
@@ -267,8 +333,10 @@ class Channel(kombu_redis.Channel):
             dest_raw, item = dest__item
             dest = bytes_to_str(dest_raw).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
-            payload = self._parse_envelope(bytes_to_str(item), dest)
-            if payload is not None:
+            payload = self._parse_envelope(item, dest)
+            if payload is not None and self._task_queue(dest):
+                self._deliver_or_dead_letter(payload, item, dest)
+            elif payload is not None:  # a reply or a result: its reader's errors are its own
                 self.connection._deliver(payload, dest)
             return True
         finally:
@@ -277,30 +345,62 @@ class Channel(kombu_redis.Channel):
             if flush is not None:
                 flush()
 
-    def _parse_envelope(self, raw: str, queue: str) -> dict[str, Any] | None:
-        """The broker message, or None after dead-lettering one that cannot be read."""
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        """kombu's; notes the queues consumed with acks: their messages are the task
+        messages a worker runs (replies and results are read without acks)."""
+        if self._boundary_acked is None:
+            self._boundary_acked = set()
+        (self._boundary_acked.discard if no_ack else self._boundary_acked.add)(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _task_queue(self, queue: str) -> bool:
+        """True if ``queue``'s messages are task messages (consumed with acks)."""
+        return self._boundary_acked is not None and queue in self._boundary_acked
+
+    def _parse_envelope(self, raw: bytes | str, queue: str) -> dict[str, Any] | None:
+        """The broker message, or None after dead-lettering one that cannot be delivered:
+        of a task message every field a worker reads on receipt is checked first, of any
+        other what kombu reads (``envelope.read_envelope``)."""
         try:
-            payload = loads(raw)
-            if not isinstance(payload, dict):
-                raise ValueError("message is not a JSON object")
-            props = payload["properties"]
-            if not isinstance(props, dict) or "delivery_tag" not in props:
-                raise ValueError("message has no properties.delivery_tag")
-            if not isinstance(payload.get("headers") or {}, dict):
-                raise ValueError("message headers are not an object")
-            body = payload.get("body")
-            if body:
-                self.decode_body(body, props.get("body_encoding"))
+            return read_envelope(raw, task_message=self._task_queue(queue))
+        except EnvelopeError as exc:
+            reason = f"undeliverable broker message: {exc}"
+        except Exception as exc:  # a bug in the checks: still never raised in the loop
+            reason = f"undeliverable broker message (checking it failed): {exc!r}"
+        self._dead_letter_raw(raw, queue, reason)
+        return None
+
+    def _deliver_or_dead_letter(self, payload: dict[str, Any], raw: bytes | str,
+                                queue: str) -> None:
+        """Hand a checked message to kombu's consumer callback (kombu's message, the
+        unacked record and ``begin`` in ``QoS.append``, then Celery's strategy). Whatever
+        else is raised for this one message dead-letters it, out of the unacked hash,
+        instead of stopping the worker (which would lose it); a failed connection is
+        still raised, for kombu to reconnect."""
+        try:
+            self.connection._deliver(payload, queue)
         except Exception as exc:
-            reason = f"undecodable broker message: {exc}"
-            job = poison_job(job_id=None, job_type=None, queue=queue, reason=reason,
-                             error_type="PoisonMessageError", now=utcnow(), raw=raw)
-            with self.conn_or_acquire() as client:
-                self.boundary_store.dead_letter(job, count=True, client=client)
-            log.error(event("Poison message dead-lettered", job_id=str(job.id), queue=queue,
-                            reason=reason))
-            return None
-        return payload
+            if is_connection_error(exc, self.connection_errors):
+                raise
+            log.exception(event("Delivering a message failed", queue=queue))
+            self._dead_letter_raw(raw, queue, f"delivering the message failed: {exc!r}")
+            tag = payload["properties"]["delivery_tag"]
+            held = (self.qos._delivered or {}).get(tag)
+            if held is None:  # a partial QoS.append: drop whatever it recorded
+                self.qos._remove_from_indices(tag).execute()
+            elif getattr(held, "_raw", None) is payload:
+                self.qos.ack(tag)
+            # else: another delivery in flight has the same tag; it is left alone
+
+    def _dead_letter_raw(self, raw: bytes | str, queue: str, reason: str) -> None:
+        """Dead-letter a broker message as received (kept, truncated, for inspection)."""
+        text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+        job = poison_job(job_id=None, job_type=job_type_of(raw), queue=queue, reason=reason,
+                         error_type="PoisonMessageError", now=utcnow(), raw=text)
+        with self.conn_or_acquire() as client:
+            self.boundary_store.dead_letter(job, count=True, client=client)
+        log.error(event("Poison message dead-lettered", job_id=str(job.id), queue=queue,
+                        reason=reason))
 
 
 class Transport(kombu_redis.Transport):

@@ -146,11 +146,12 @@ def test_running_handler_sees_its_cancellation_requested(
     wait_for(lambda: noted(sandbox, "seen", "c") == 1, 10,
              message="the handler saw cancel_requested()")
     assert noted(sandbox, "done", "c") == 0
-    # TODO(execution.py wiring of JobCancelledError): assert the job then reads cancelled:
-    # wait_for(lambda: status_of(jobs, jid) is JobStatus.CANCELLED, 10)
+    wait_for(lambda: status_of(jobs, jid) is JobStatus.CANCELLED, 10,
+             message="JobCancelledError recorded as cancelled")
     run_marker(sandbox, jobs, q)  # the worker goes on
     assert noted(sandbox, "done", "c") == 0
-    assert status_of(jobs, jid) is not JobStatus.COMPLETED
+    assert noted(sandbox, "started", "c") == 1  # not retried
+    assert jobs.queue_stats(q).failed_total == 0 and jobs.dlq_size() == 0
 
 
 def test_terminate_kills_a_running_job_and_records_it_cancelled(

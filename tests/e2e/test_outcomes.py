@@ -84,3 +84,15 @@ def test_lost_pool_child_is_retried_by_the_policy_and_completes(
     assert sandbox.redis.llen(f"{sandbox.prefix}:started:d") == 2
     assert job.result == "survived"
     assert worker.running
+
+
+def test_arguments_the_handler_cannot_take_end_in_the_dlq(sandbox, make_jobs, worker_factory):
+    app, jobs = make_jobs()
+    q = sandbox.queue()
+    worker = worker_factory([q], APP)
+    job_id = app.send_task("outcomes.tick", args=[1, 2, 3], kwargs={"nope": 1}, queue=q).id
+    job = _final(jobs, job_id, JobStatus.FAILED)
+    assert job.error.type == "PoisonMessageError"  # never left running
+    assert "too many positional arguments" in job.error.message
+    assert [j.id for j in jobs.failed_jobs()] == [job.id]
+    assert worker.running
