@@ -89,6 +89,10 @@ def handle_unknown_job_type(jobs: Jobs, message: Any) -> None:
     job_id, job_type = str(headers["id"]), str(headers["task"])
     meta = dict(headers.get(wire.META) or {})
     now = utcnow()
+    verdict = jobs.store.start_verdict(job_id, int(headers.get("retries") or 0))
+    if verdict != "ok":  # cancelled (or finished) while it waited for a handler
+        log.info(event("Skipping delivery", job_id=job_id, job_type=job_type, reason=verdict))
+        return
     now_ms = epoch_ms(now)
     since = int(meta.get("nh") or now_ms)
     grace_ms = jobs.settings.store.no_handler_grace_s * 1000

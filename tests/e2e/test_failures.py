@@ -131,3 +131,15 @@ def test_bad_input_fails_at_enqueue_and_writes_nothing(sandbox, make_jobs, optio
     assert list(r.scan_iter(f"{sandbox.prefix}:*")) == []
     assert all(r.llen(k) == 0 for q in sandbox.queues for k in
                [list_key(q, s) for s in PRIORITY_STEPS])
+
+
+def test_cancelled_job_of_an_unknown_type_stays_cancelled(sandbox, make_jobs, worker_factory):
+    _, jobs = make_jobs()
+    q = sandbox.queue()
+    job_id = jobs.enqueue("e2e.not_deployed", {"x": 1}, queue=q)
+    assert jobs.cancel_job(job_id).status is JobStatus.CANCELLED
+    worker = worker_factory([q])
+    wait_for(lambda: jobs.queue_size(q) == 0, timeout=10, message="the message consumed")
+    wait_for(lambda: "Skipping delivery" in worker.log_text(), timeout=10)
+    assert _status(jobs, job_id) is JobStatus.CANCELLED  # not rescheduled for a handler
+    assert jobs.scheduled_count() == 0
