@@ -14,7 +14,7 @@ PYTHON ?= python3
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k settings -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help install install-dev lint test demo bench clean redis stop-redis
+.PHONY: help install install-dev lint test demo bench soak clean redis stop-redis
 
 help: ## List the targets
 	@echo "boundary-celery make targets:"
@@ -93,6 +93,9 @@ BENCH_ARGS ?=
 
 bench: $(VENV)/.installed-bench ## Run the benchmarks (BENCH_ARGS="--only scheduler" for one)
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+soak: $(VENV)/.installed-dev ## Reliability soak, not in `make test` (SOAK_ARGS="--jobs 2000")
+	$(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 clean: ## Remove .venv, caches and the private Redis state
 	-@bash scripts/stop_private_redis.sh 2>/dev/null
