@@ -333,6 +333,15 @@ class Channel(kombu_redis.Channel):
             dest_raw, item = dest__item
             dest = bytes_to_str(dest_raw).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
+            if dest not in (self.connection._callbacks or {}):
+                # Taken while its consumer is being set up again (a reconnect): kombu
+                # would requeue it through a channel, or drop it when none is left.
+                # Back to the front of its own list, untouched.
+                with self.conn_or_acquire() as client:
+                    client.rpush(dest_raw, item)
+                log.warning(event("Message returned: no consumer for its queue yet",
+                                  queue=dest))
+                return True
             payload = self._parse_envelope(item, dest)
             if payload is not None and self._task_queue(dest):
                 self._deliver_or_dead_letter(payload, item, dest)
