@@ -208,19 +208,25 @@ class RedisServer:
             return self
         for _ in range(max(attempts, 1)):
             self.port = free_port()
-            with self.log_path.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    self.command(self.port), stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True,
-                )
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if self._answers():
-                    return self
-                time.sleep(0.05)
+            if self._spawn_and_wait(timeout):
+                return self
             self._stop_process()
         self.port = 0
         raise RedisServerError("redis-server did not start: " + " | ".join(self.log_tail()))
+
+    def _spawn_and_wait(self, timeout: float) -> bool:
+        """Start the server on :attr:`port`; True once it answers within ``timeout``."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(self.port), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self._answers():
+                return True
+            time.sleep(0.05)
+        return False
 
     def _answers(self) -> bool:
         """Our process (not another server that had the port first) answers on the port."""
@@ -269,16 +275,8 @@ class RedisServer:
         else:
             self._stop_process()
         time.sleep(down_s)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(self.port), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if self._answers():
-                return self
-            time.sleep(0.05)
+        if self._spawn_and_wait(timeout):
+            return self
         raise RedisServerError("redis-server did not restart: " + " | ".join(self.log_tail()))
 
     def stop(self) -> None:
