@@ -33,6 +33,7 @@ from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.interrupted import record_interrupted
 from boundary_celery.shell.logfmt import count, event
 from boundary_celery.shell.poison import poison_job
+from boundary_celery.shell.transport import release_unstarted
 
 if TYPE_CHECKING:
     from boundary_celery.shell.jobs import Jobs
@@ -119,6 +120,15 @@ class BoundaryConsumer(Consumer):
     anything else is the message's doing: it is dead-lettered (by the transport, as
     received, when even that fails here), never requeued to fail again at once.
     """
+
+    def on_close(self) -> None:
+        # A reconnect: Celery forgets the requests its pool has not started; their leases
+        # must lapse (or they would be renewed, and held, for good).
+        released = release_unstarted()
+        if released:
+            log.warning(event("Unstarted deliveries released after a lost connection",
+                              count=released))
+        super().on_close()
 
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
         try:

@@ -128,6 +128,18 @@ def _started_tags() -> set[str]:
     return tags
 
 
+def release_unstarted() -> int:
+    """Stop renewing the leases of deliveries the pool has not started (Celery drops those
+    requests on a reconnect), so the sweep of any worker delivers them again; returns how
+    many were released. kombu >= 5.7 has usually handed them back at the channel close
+    already; kombu 5.4 does not close the channel there."""
+    started = _started_tags()
+    released = [tag for tag in HELD.tags() if tag not in started]
+    for tag in released:
+        HELD.discard(tag)
+    return len(released)
+
+
 class QoS(kombu_redis.QoS):
     """kombu's Redis ack emulation, with the job's ``begin`` in the same transaction and
     leases instead of a visibility timeout (kombu's ``visibility_timeout`` is the lease)."""
