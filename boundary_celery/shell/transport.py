@@ -212,7 +212,8 @@ class QoS(kombu_redis.QoS):
     def _return_orphans(self, client: Any) -> None:
         """Hand back the messages whose receipt a connection error cut short: restore
         the unacked record when it was written, else push the message back."""
-        for tag, message in ORPHANS.take():
+        orphans = ORPHANS.take()
+        for done, (tag, message) in enumerate(orphans):
             try:
                 if client.hexists(self.unacked_key, tag):
                     self.restore_by_tag(tag, client)
@@ -221,7 +222,8 @@ class QoS(kombu_redis.QoS):
                     self.channel._do_restore_message(
                         message._raw, info["exchange"], info["routing_key"], client)
             except Exception:
-                ORPHANS.put(tag, message)
+                for left_tag, left in orphans[done:]:  # this one and the rest: next sweep
+                    ORPHANS.put(left_tag, left)
                 raise
             log.warning(event("Message handed back after a connection error",
                               delivery_tag=tag))
