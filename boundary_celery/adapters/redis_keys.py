@@ -62,6 +62,12 @@ class Keys:
         return f"{self.prefix}:scheduled:wake"
 
     @property
+    def lists_wake(self) -> str:
+        """Stream told when a broker list that was empty gets a message (idle workers
+        block on it between claims)."""
+        return f"{self.prefix}:lists:wake"
+
+    @property
     def scheduled_messages(self) -> str:
         return f"{self.prefix}:scheduled:msg"
 

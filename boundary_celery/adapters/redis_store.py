@@ -254,7 +254,7 @@ class RedisJobStore:
         return ScriptCall(
             script("enqueue"),
             (target_list, k.job(job_id), k.scheduled, k.scheduled_messages, k.queues,
-             k.queue_stats(queue), k.scheduler_wake),
+             k.queue_stats(queue), k.scheduler_wake, k.lists_wake),
             (message, "" if due_ms is None else str(due_ms), job_id, queue,
              str(write.get("count") or ""), len(clear), *clear, *fields),
         )
@@ -267,6 +267,27 @@ class RedisJobStore:
             queue, list_key(queue, priority.celery), message, job_id,
             due_ms=None if due is None else to_ms(due), write=write,
         ).run(self.client)
+
+    def claim_call(self, lists: Sequence[str], now_s: float) -> ScriptCall:
+        """The ``claim`` call taking the next message of ``lists`` (in that order) and
+        recording it unacked under a lease starting at ``now_s``, atomically. Its reply:
+        ``[i, message, tag]`` (the i-th list, 1-based; no tag: unrecorded, unreadable) or
+        ``[0, wake id]``, the id to wait after (:meth:`wait_command`)."""
+        k = self.keys
+        return ScriptCall(script("claim"), (*lists, k.unacked, k.unacked_index, k.lists_wake),
+                          (repr(now_s), len(lists)))
+
+    def wait_command(self, after: str, timeout_ms: int) -> tuple[str | int, ...]:
+        """The blocking command that returns once a list got a message after the claim
+        that answered ``after`` (or after ``timeout_ms``): an ``XREAD`` of the wake
+        stream, which takes nothing."""
+        return ("XREAD", "COUNT", 1, "BLOCK", timeout_ms, "STREAMS", self.keys.lists_wake,
+                after)
+
+    def queue_wake(self, pipe: Any) -> None:
+        """Queue on ``pipe`` the word to idle workers that a list got a message (for
+        messages put back outside the scripts: a redelivery, a hand-back)."""
+        pipe.xadd(self.keys.lists_wake, {"q": "back"}, maxlen=100, approximate=True)
 
     def begin_call(self, job_id: str, now: datetime, worker: str, retry_count: int,
                    max_retries: int, create: Job | None = None) -> ScriptCall:
@@ -403,7 +424,8 @@ class RedisJobStore:
         """Publish up to ``batch`` due scheduled messages; returns how many moved."""
         k = self.keys
         return int(script("move_due")(
-            self.client, [k.scheduled, k.scheduled_messages], [to_ms(now), batch, k.job_prefix]
+            self.client, [k.scheduled, k.scheduled_messages, k.lists_wake],
+            [to_ms(now), batch, k.job_prefix]
         ))
 
     def retry_job(self, job_id: UUID | str, reset_retries: bool = False,

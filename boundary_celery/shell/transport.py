@@ -9,6 +9,12 @@ other tools read the broker as usual). Compared with kombu's Redis transport it:
   list (delayed jobs and retry backoff never become Celery ETA messages);
 - reads the priority lists of every consumed queue most urgent level first (strict
   priority across queues, whatever kombu's own key order);
+- claims instead of popping: a worker's channel takes a message with ``claim.lua``,
+  which records it unacked under a fresh lease in the same atomic step, so a reply lost
+  on the way (Redis killed after the write, a dropped connection) loses nothing; with
+  every list empty it blocks on the lists' wake stream (``XREAD``, which takes nothing)
+  until a list gets a message, at most ``brpop_timeout`` s, then claims again. A
+  channel that also reads queues without acks (replies) keeps kombu's ``BRPOP``;
 - dead-letters a broker message it cannot parse instead of raising in the consumer loop
   (the message would otherwise be lost after BRPOP removed it);
 - reuses one redis client per channel for publishes and acks (kombu 5.7 builds a new
@@ -140,6 +146,20 @@ def release_unstarted() -> int:
     return len(released)
 
 
+#: Fetch kinds besides kombu's "BRPOP" (see ``Channel._fetch``).
+CLAIM, WAIT = "boundary.claim", "boundary.wait"
+
+
+class _Claimed(threading.local):
+    """The delivery tag of the message being delivered right now, when ``claim.lua``
+    already recorded it unacked (set around the consumer callback, same thread)."""
+
+    tag: str | None = None
+
+
+_CLAIMED = _Claimed()
+
+
 class QoS(kombu_redis.QoS):
     """kombu's Redis ack emulation, with the job's ``begin`` in the same transaction and
     leases instead of a visibility timeout (kombu's ``visibility_timeout`` is the lease)."""
@@ -162,8 +182,34 @@ class QoS(kombu_redis.QoS):
     def _append(self, message: Any, delivery_tag: str) -> None:
         hook = QoS.begin_hook
         call = hook(message) if hook is not None else None
+        claimed = _CLAIMED.tag == str(delivery_tag)  # unacked record written by the claim
         if call is None:
+            if claimed:
+                return virtual.QoS.append(self, message, delivery_tag)
             return super().append(message, delivery_tag)
+        if claimed:
+            verdict = self._begin(call)
+        else:
+            verdict = self._record_and_begin(message, delivery_tag, call)
+        if verdict is not None:
+            # After the unacked copy was serialized: a redelivery never carries a verdict.
+            message.headers[wire.VERDICT] = verdict
+            message.headers[wire.RECEIVED] = int(time.time() * 1000)
+        virtual.QoS.append(self, message, delivery_tag)
+
+    def _begin(self, call: ScriptCall) -> str | None:
+        """Run ``begin`` alone (the claim recorded the delivery); None when it failed
+        with an error reply (the pool child runs it again and reports the error)."""
+        with self.channel.conn_or_acquire() as client:
+            try:
+                return bytes_to_str(call.run(client))
+            except redis.exceptions.ResponseError:
+                return None
+
+    def _record_and_begin(self, message: Any, delivery_tag: str,
+                          call: ScriptCall) -> str | None:
+        """kombu's unacked bookkeeping and ``begin`` in one MULTI/EXEC (a message that
+        was popped, not claimed); the verdict, or None as in :meth:`_begin`."""
         delivery = message.delivery_info
         with self.pipe_or_acquire() as pipe:
             pipe.zadd(self.unacked_index_key, {delivery_tag: kombu_redis.time()})
@@ -178,11 +224,7 @@ class QoS(kombu_redis.QoS):
                     verdict = bytes_to_str(call.run(client))
             except redis.exceptions.ResponseError:  # unacked bookkeeping ran; the pool
                 verdict = None  # child runs begin itself and reports any error there
-        if verdict is not None:
-            # After the unacked copy was serialized: a redelivery never carries a verdict.
-            message.headers[wire.VERDICT] = verdict
-            message.headers[wire.RECEIVED] = int(time.time() * 1000)
-        virtual.QoS.append(self, message, delivery_tag)
+        return verdict
 
     def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
         HELD.discard(bytes_to_str(delivery_tag))  # acked, rejected or handed back
@@ -321,52 +363,129 @@ class Channel(kombu_redis.Channel):
 
     # -- consuming ------------------------------------------------------------------
 
-    def _brpop_start(self, timeout: float | None = None) -> None:
-        if timeout is None:  # kombu >= 5.6 passes None and keeps its own default
-            timeout = getattr(self, "brpop_timeout", 1)
+    #: The fetch in flight on the BRPOP connection: ``BRPOP`` (kombu's pop), ``CLAIM``
+    #: (``claim.lua``) or ``WAIT`` (blocking on the wake stream); read by _brpop_read.
+    #: Also the name its reply is parsed under: none but BRPOP is a Redis command name,
+    #: so redis-py applies no reply callback to the others.
+    _fetch: str = "BRPOP"
+    _fetch_lists: list[str] | None = None
+
+    def _claims(self) -> bool:
+        """True if every queue this channel reads is consumed with acks (a worker's task
+        channel): its messages are claimed, not popped."""
+        acked = self._boundary_acked
+        if not acked:
+            return False
+        return all(q in acked for q in self.active_queues)
+
+    def _lists(self) -> list[str]:
+        """The lists to read, level-major: every queue's critical list before any high
+        list (kombu's queue cycle decides the order of queues within a level)."""
         queues = self._queue_cycle.consume(len(self.active_queues))
-        if not queues:
-            return
-        # Level-major order: every queue's critical list before any high list.
-        keys = [self._q_for_pri(q, step) for step in self.priority_steps for q in queues]
-        self._in_poll = self.client.connection
+        return [self._q_for_pri(q, step) for step in self.priority_steps for q in queues]
+
+    def _send_fetch(self, kind: str, after: str = "$") -> bool:
+        """Send ``kind`` on the BRPOP connection (``WAIT``: for a list message after the
+        wake id ``after``); kombu's poller reads the reply with :meth:`_brpop_read`.
+        False when there is nothing to read (no queue consumed)."""
+        lists = self._lists() if kind != WAIT else self._fetch_lists or []
+        if not lists:
+            return False
+        timeout = getattr(self, "brpop_timeout", 1) or 1
+        connection = self.client.connection
+        if kind == "BRPOP":
+            command: tuple[Any, ...] = ("BRPOP", *lists, timeout)
+        elif kind == CLAIM:
+            command = self.boundary_store.claim_call(lists, kombu_redis.time()).command()
+        else:
+            command = self.boundary_store.wait_command(after, max(int(timeout * 1000), 100))
+        self._fetch, self._fetch_lists = kind, lists
+        self._in_poll = connection
         self._brpop_sent_at = time.monotonic()  # read by kombu >= 5.6 only
-        self.client.connection.send_command("BRPOP", *keys, timeout or 0)
+        connection.send_command(*command)
+        return True
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        self._send_fetch(CLAIM if self._claims() else "BRPOP")
 
     def _brpop_read(self, **options: Any) -> bool:
+        kind = self._fetch
+        then: tuple[str, str] | None = None  # the fetch to send next, on this connection
         try:
             try:
-                dest__item = self.client.parse_response(
-                    self.client.connection, "BRPOP", **options
-                )
+                reply = self.client.parse_response(self.client.connection, kind, **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            if not dest__item:
-                raise kombu_redis.Empty()
-            dest_raw, item = dest__item
-            dest = bytes_to_str(dest_raw).rsplit(self.sep, 1)[0]
-            self._queue_cycle.rotate(dest)
-            if dest not in (self.connection._callbacks or {}):
-                # Taken while its consumer is being set up again (a reconnect): kombu
-                # would requeue it through a channel, or drop it when none is left.
-                # Back to the front of its own list, untouched.
+            except redis.exceptions.NoScriptError:  # a restarted Redis: no scripts yet
                 with self.conn_or_acquire() as client:
-                    client.rpush(dest_raw, item)
-                log.warning(event("Message returned: no consumer for its queue yet",
-                                  queue=dest))
-                return True
-            payload = self._parse_envelope(item, dest)
-            if payload is not None and self._task_queue(dest):
-                self._deliver_or_dead_letter(payload, item, dest)
-            elif payload is not None:  # a reply or a result: its reader's errors are its own
-                self.connection._deliver(payload, dest)
-            return True
+                    self.boundary_store.claim_call([], 0.0).load(client)
+                then = (CLAIM, "")
+                raise kombu_redis.Empty() from None
+            except redis.exceptions.ResponseError as exc:  # refused (e.g. out of memory):
+                log.warning(event("Claim refused; waiting", error=str(exc)))  # nothing taken
+                then = (WAIT, "$")
+                raise kombu_redis.Empty() from None
+            if kind == WAIT:  # a list got a message, or the wait timed out
+                then = (CLAIM, "")
+                raise kombu_redis.Empty()
+            if kind == "BRPOP":
+                if not reply:
+                    raise kombu_redis.Empty()
+                return self._deliver_fetched(reply[0], reply[1], None)
+            index = int(reply[0])
+            if index == 0:  # every list empty: wait for the next message
+                then = (WAIT, bytes_to_str(reply[1]))
+                raise kombu_redis.Empty()
+            tag = bytes_to_str(reply[2]) if len(reply) > 2 else None
+            return self._deliver_fetched((self._fetch_lists or [])[index - 1], reply[1], tag)
         finally:
-            self._in_poll = None
-            flush = getattr(self, "_flush_brpop_reauth", None)
-            if flush is not None:
-                flush()
+            sent = (then is not None and not getattr(self, "_closing", False)
+                    and self.qos.can_consume() and self._send_fetch(*then))
+            if not sent:
+                self._in_poll = None
+                flush = getattr(self, "_flush_brpop_reauth", None)
+                if flush is not None:
+                    flush()
+
+    def _deliver_fetched(self, dest_raw: bytes | str, item: bytes | str, tag: str | None) -> bool:
+        """Deliver one fetched message of list ``dest_raw``; ``tag`` is its delivery tag
+        when the claim recorded it unacked (taken back on every path that does not
+        deliver it)."""
+        dest = bytes_to_str(dest_raw).rsplit(self.sep, 1)[0]
+        self._queue_cycle.rotate(dest)
+        if dest not in (self.connection._callbacks or {}):
+            # Taken while its consumer is being set up again (a reconnect): kombu
+            # would requeue it through a channel, or drop it when none is left.
+            # Back to the front of its own list, untouched.
+            with self.conn_or_acquire() as client, client.pipeline() as pipe:
+                pipe.rpush(dest_raw, item)
+                if tag is not None:
+                    self.qos._remove_from_indices(tag, pipe)
+                self.boundary_store.queue_wake(pipe)
+                pipe.execute()
+            log.warning(event("Message returned: no consumer for its queue yet", queue=dest))
+            return True
+        payload = self._parse_envelope(item, dest)
+        if payload is None:  # dead-lettered
+            if tag is not None:
+                self.qos._remove_from_indices(tag).execute()
+        elif self._task_queue(dest):
+            _CLAIMED.tag = tag
+            try:
+                self._deliver_or_dead_letter(payload, item, dest)
+            finally:
+                _CLAIMED.tag = None
+        else:  # a reply or a result: its reader's errors are its own
+            self.connection._deliver(payload, dest)
+        return True
+
+    def _do_restore_message(self, payload: Any, exchange: str, routing_key: str,
+                            pipe: Any, leftmost: bool = False) -> None:
+        """kombu's (the message back on its list), and the word to idle workers."""
+        super()._do_restore_message(  # type: ignore[misc]
+            payload, exchange, routing_key, pipe, leftmost)
+        self.boundary_store.queue_wake(pipe)
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         """kombu's; notes the queues consumed with acks: their messages are the task

@@ -3,7 +3,8 @@
 -- sleeping schedulers wake for it.
 -- KEYS: 1 target list (queue + priority step), 2 job record, 3 scheduled zset,
 --       4 scheduled payload hash, 5 queue-names set, 6 queue stats hash,
---       7 the schedulers' wake channel
+--       7 the schedulers' wake channel, 8 the lists' wake stream (a list that was empty
+--       gets a message: idle workers claim again)
 -- ARGV: 1 message, 2 due ms ('' = now), 3 job id, 4 queue name,
 --       5 counter field to bump in KEYS[6] ('' = none),
 --       6 n = number of record fields to delete, 7..6+n their names,
@@ -15,8 +16,8 @@ if ARGV[2] ~= '' then
   if not first[2] or tonumber(ARGV[2]) < tonumber(first[2]) then
     redis.call('PUBLISH', KEYS[7], ARGV[2])
   end
-else
-  redis.call('LPUSH', KEYS[1], ARGV[1])
+elseif redis.call('LPUSH', KEYS[1], ARGV[1]) == 1 then
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', 100, '*', 'q', KEYS[1])
 end
 local ndel = tonumber(ARGV[6])
 if ndel > 0 then
