@@ -12,6 +12,7 @@ the scripts receive the core's rules as data (e.g. the statuses a delivery skips
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from boundary_celery.adapters.redis_keys import (
     legacy_list_keys,
     list_key,
     list_keys,
+    queue_of_list,
 )
 from boundary_celery.adapters.redis_records import (
     dumps,
@@ -103,6 +105,12 @@ def _readable(record: dict[str, str]) -> Job | None:
     except Exception:
         log.warning("unreadable job record", exc_info=True)
         return None
+
+
+@functools.cache
+def _queue_json(list_name: str) -> str:
+    """The JSON string of a broker list's queue (``claim.lua`` records it unacked)."""
+    return json.dumps(queue_of_list(list_name))
 
 
 def _text(value: Any) -> str:
@@ -275,7 +283,7 @@ class RedisJobStore:
         ``[0, wake id]``, the id to wait after (:meth:`wait_command`)."""
         k = self.keys
         return ScriptCall(script("claim"), (*lists, k.unacked, k.unacked_index, k.lists_wake),
-                          (repr(now_s), len(lists)))
+                          (repr(now_s), len(lists), *map(_queue_json, lists)))
 
     def wait_command(self, after: str, timeout_ms: int) -> tuple[str | int, ...]:
         """The blocking command that returns once a list got a message after the claim

@@ -467,6 +467,12 @@ class Channel(kombu_redis.Channel):
             log.warning(event("Message returned: no consumer for its queue yet", queue=dest))
             return True
         payload = self._parse_envelope(item, dest)
+        if payload is not None and tag is not None \
+                and payload["properties"].get("delivery_tag") != tag:
+            # The claim read the tag off the message's end; a message whose real tag
+            # differs is recorded again under its own (QoS.append), this entry dropped.
+            self.qos._remove_from_indices(tag).execute()
+            tag = None
         if payload is None:  # dead-lettered
             if tag is not None:
                 self.qos._remove_from_indices(tag).execute()

@@ -136,3 +136,20 @@ def test_a_redis_out_of_memory_refuses_the_claim_and_keeps_the_message():
         store.close()
     finally:
         server.stop()
+
+
+def test_a_message_of_another_shape_is_decoded_for_its_tag(sandbox, store):
+    """Not kombu's key order (the tag not last): the claim decodes it and still records it
+    under its own tag, back to the queue it was claimed from."""
+    r, q = sandbox.redis, sandbox.queue()
+    raw, tag = message(q)
+    env = json.loads(raw)
+    env["properties"] = {"delivery_tag": tag, **env["properties"]}
+    env = {"properties": env["properties"], **{k: v for k, v in env.items()
+                                               if k != "properties"}}
+    raw = json.dumps(env)
+    assert not raw.endswith('"}}')
+    r.lpush(list_key(q, 0), raw)
+    assert store.claim_call([list_key(q, 0)], time.time()).run(r)[2] == tag
+    payload, exchange, queue = json.loads(r.hget(store.keys.unacked, tag))
+    assert payload == env and (exchange, queue) == ("", q)
