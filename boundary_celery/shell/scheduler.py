@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from boundary_celery.shell.clock import epoch_ms, utcnow
 from boundary_celery.shell.logfmt import event
 
@@ -63,10 +65,16 @@ class SchedulerLoop:
             if self.heartbeat is not None:
                 try:
                     self.heartbeat()
+                except redis.RedisError as exc:  # Redis away: expected, said in one line
+                    log.warning(event("Heartbeat failed; retrying next interval",
+                                      error=repr(exc)))
                 except Exception:  # a missed beat must not hold up due jobs
                     log.exception("heartbeat failed; retrying next interval")
             try:
                 self.run_once()
+            except redis.RedisError as exc:
+                log.warning(event("Scheduler pass failed; retrying next interval",
+                                  error=repr(exc)))
             except Exception:
                 log.exception("scheduler pass failed; retrying next interval")
             passes += 1

@@ -72,8 +72,8 @@ BeginHook = Callable[[Any], "ScriptCall | None"]
 
 
 class Held:
-    """The delivery tags this process holds (received, not yet acked or handed back),
-    whatever channel received them; thread-safe (the heartbeat thread reads them)."""
+    """A set of delivery tags shared by every channel of this process; thread-safe (the
+    heartbeat thread reads them)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -96,8 +96,12 @@ class Held:
             return list(self._tags)
 
 
-#: This process's held deliveries (see :class:`Held`).
+#: The deliveries this process holds (received, not yet acked or handed back): the
+#: heartbeat renews their leases.
 HELD = Held()
+#: Deliveries whose ack Redis did not take (a restart): still held, acked again by the
+#: next sweep (``QoS._ack_deferred``).
+ACKS_DUE = Held()
 
 
 class Orphans:
@@ -226,6 +230,28 @@ class QoS(kombu_redis.QoS):
                 verdict = None  # child runs begin itself and reports any error there
         return verdict
 
+    def ack(self, delivery_tag: Any) -> None:
+        """kombu's ack; when Redis cannot take it (a restart), the delivery stays held
+        (its lease renewed, so never delivered again) and the next sweep acks it: a
+        warning instead of Celery's CRITICAL traceback and a redelivery."""
+        try:
+            super().ack(delivery_tag)
+        except Exception as exc:
+            if not is_connection_error(exc, self.channel.connection_errors):
+                raise
+            tag = bytes_to_str(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)  # done with, for this channel
+            HELD.add(tag)
+            ACKS_DUE.add(tag)
+            log.warning(event("Ack deferred until Redis answers", delivery_tag=tag,
+                              error=repr(exc)))
+
+    def _ack_deferred(self, client: Any) -> None:
+        """Ack what Redis could not take before (see :meth:`ack`)."""
+        for tag in ACKS_DUE.tags():
+            self._remove_from_indices(tag, client.pipeline()).execute()
+            ACKS_DUE.discard(tag)
+
     def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
         HELD.discard(bytes_to_str(delivery_tag))  # acked, rejected or handed back
         return super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[misc]
@@ -236,6 +262,7 @@ class QoS(kombu_redis.QoS):
         first, at most ``num`` per call. Never one this process holds."""
         ceil = time.time() - self.visibility_timeout
         with self.channel.conn_or_acquire() as client:
+            self._ack_deferred(client)
             self._return_orphans(client)
             try:
                 with kombu_redis.Mutex(client, self.unacked_mutex_key,

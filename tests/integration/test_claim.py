@@ -7,6 +7,7 @@ Redis out of memory refuses the claim with the message still in its list."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -153,3 +154,48 @@ def test_a_message_of_another_shape_is_decoded_for_its_tag(sandbox, store):
     assert store.claim_call([list_key(q, 0)], time.time()).run(r)[2] == tag
     payload, exchange, queue = json.loads(r.hget(store.keys.unacked, tag))
     assert payload == env and (exchange, queue) == ("", q)
+
+
+def test_an_ack_redis_cannot_take_is_deferred_and_made_by_the_next_sweep():
+    """Redis down when a job's ack comes (a restart): no error reaches Celery, the
+    delivery stays held (its lease renewed, never delivered again) and the first sweep
+    after Redis is back acks it."""
+    from boundary_celery.shell.transport import ACKS_DUE, HELD
+
+    server = RedisServer(extra_args=("--appendonly", "yes", "--appendfsync", "always"))
+    server.start()
+    conn = None
+    try:
+        r = server.client(decode_responses=True)
+        store = RedisJobStore(server.url, prefix="ack")
+        q = "ack-q"
+        raw, tag = message(q)
+        r.lpush(q, raw)
+        conn = Connection(server.url, transport=TRANSPORT,
+                          transport_options=store.broker_options())
+        got = []
+        conn.default_channel.basic_consume(q, no_ack=False, callback=got.append,
+                                           consumer_tag=q)
+        conn.drain_events(timeout=5)
+        assert [m.delivery_tag for m in got] == [tag]
+        assert r.hexists(store.keys.unacked, tag)
+
+        down = threading.Thread(target=server.restart, kwargs={"down_s": 1.5})
+        down.start()
+        time.sleep(0.3)
+        got[0].ack()  # Redis is down: deferred, not raised
+        assert tag in ACKS_DUE and tag in HELD
+        down.join(timeout=30)
+
+        r = server.client(decode_responses=True)
+        assert r.hexists(store.keys.unacked, tag)  # the AOF kept the delivery
+        conn.default_channel.qos.restore_visible(num=10)
+        assert not r.hexists(store.keys.unacked, tag)
+        assert r.zscore(store.keys.unacked_index, tag) is None
+        assert tag not in ACKS_DUE and tag not in HELD
+        assert r.llen(q) == 0  # acked, not delivered again
+        store.close()
+    finally:
+        if conn is not None:
+            conn.release()
+        server.stop()

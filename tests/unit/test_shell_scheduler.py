@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import redis
 from celery import Celery
 
 from boundary_celery.adapters.redis_store import RedisJobStore
@@ -99,14 +98,14 @@ def test_a_failing_pass_is_logged_not_raised(sandbox, caplog):
     jobs = Jobs(Celery("scheduler-down"), sandbox.settings(), store)
     beats = Beats()
     loop = SchedulerLoop(jobs, interval_ms=10, heartbeat=beats)
-    with caplog.at_level(logging.ERROR, logger="boundary_celery.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="boundary_celery.scheduler"):
         loop.run(max_passes=2)  # returns: the error does not escape
     failures = [r for r in caplog.records
-                if r.name == "boundary_celery.scheduler" and "scheduler pass failed" in r.message]
+                if r.name == "boundary_celery.scheduler" and "Scheduler pass failed" in r.message]
+    # Redis away is expected: one warning line naming the error, no traceback.
     assert len(failures) == 2
-    assert all(r.levelno == logging.ERROR for r in failures)
-    assert failures[0].exc_info is not None
-    assert isinstance(failures[0].exc_info[1], redis.exceptions.ConnectionError)
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in failures)
+    assert "ConnectionError" in failures[0].getMessage()
     assert beats.count == 2 and loop.moved_total == 0
 
 
