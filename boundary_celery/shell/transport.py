@@ -411,14 +411,15 @@ class Channel(kombu_redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         return [self._q_for_pri(q, step) for step in self.priority_steps for q in queues]
 
-    def _send_fetch(self, kind: str, after: str = "$") -> bool:
+    def _send_fetch(self, kind: str, after: str = "$", timeout: float | None = None) -> bool:
         """Send ``kind`` on the BRPOP connection (``WAIT``: for a list message after the
-        wake id ``after``); kombu's poller reads the reply with :meth:`_brpop_read`.
-        False when there is nothing to read (no queue consumed)."""
+        wake id ``after``; BRPOP and WAIT block at most ``timeout`` s, kombu's
+        ``brpop_timeout`` by default); kombu's poller reads the reply with
+        :meth:`_brpop_read`. False when there is nothing to read (no queue consumed)."""
         lists = self._lists() if kind != WAIT else self._fetch_lists or []
         if not lists:
             return False
-        timeout = getattr(self, "brpop_timeout", 1) or 1
+        timeout = timeout or getattr(self, "brpop_timeout", 1) or 1
         connection = self.client.connection
         if kind == "BRPOP":
             command: tuple[Any, ...] = ("BRPOP", *lists, timeout)
@@ -433,7 +434,7 @@ class Channel(kombu_redis.Channel):
         return True
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        self._send_fetch(CLAIM if self._claims() else "BRPOP")
+        self._send_fetch(CLAIM if self._claims() else "BRPOP", timeout=timeout)
 
     def _brpop_read(self, **options: Any) -> bool:
         kind = self._fetch
