@@ -6,8 +6,9 @@ by real ``celery worker`` subprocesses (:mod:`benchmarks.workers`).
 
 Drain throughput without timing worker start-up: N jobs are enqueued while no worker
 runs, their lists are renamed to staging keys, the workers start, then the lists are
-renamed back in one MULTI and the harness times until every list and the unacked hash
-are empty (the last ack included).
+renamed back in one MULTI (for boundary-celery with the wake its producers send) and
+the harness times until every list and the unacked hash are empty (the last ack
+included).
 """
 
 from __future__ import annotations
@@ -194,6 +195,10 @@ def drain(system: System, staged: dict[str, int], n: int, timeout: float) -> dic
     pipe = system.redis.pipeline(transaction=True)
     for target, step in staged.items():
         pipe.rename(target, list_key(step))
+    if system.jobs is not None:
+        # A boundary producer announces a list going non-empty on the wake stream; the
+        # RENAME does not, so the release says it too (idle workers wait on that stream).
+        system.jobs.store.queue_wake(pipe)
     t0 = time.perf_counter()
     pipe.execute()
     first = None
