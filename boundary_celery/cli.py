@@ -111,7 +111,8 @@ def boundary(ctx: click.Context) -> None:
       0  success
       1  not found (unknown job id for `job`, `retry`, `cancel`, `purge-dlq ID`) or
          aborted;
-         for `doctor`: it found a warning or an error
+         for `doctor`: it found a warning or an error;
+         for `health`: a worker's heartbeat is stale or missing, or the scheduler lags
       2  usage error (bad option or argument)
       3  Redis unavailable
     Every reporting command takes --json (one JSON document on stdout).
@@ -361,16 +362,96 @@ def scheduler(ctx: click.Context, interval_ms: int | None, max_passes: int | Non
 @click.option("--host", default=None, help="Bind address (default: admin.host from settings).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
               help="Port (default: admin.port from settings).")
+@click.option("--insecure", is_flag=True, default=None,
+              help="Serve a non-loopback address without a token (admin.insecure).")
 @click.pass_context
-def admin(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """Serve the admin HTTP API, /metrics and the dashboard (blocks)."""
-    jobs = app_jobs(ctx)
-    cfg = jobs.settings.admin
+def admin(ctx: click.Context, host: str | None, port: int | None,
+          insecure: bool | None) -> None:
+    """Serve the admin HTTP API, /metrics and the dashboard (blocks).
+
+    Without admin.token it binds a loopback address only (127.0.0.0/8, ::1, localhost)
+    unless --insecure: exit code 2 otherwise."""
     # Imported here: celery loads this command group in every `celery` process, workers
     # included, and they need not load Starlette.
+    from boundary_celery.admin.security import bind_refusal
+
+    jobs = app_jobs(ctx)
+    cfg = jobs.settings.admin
+    if insecure:
+        cfg = cfg.model_copy(update={"insecure": True})
+    bind = host or cfg.host
+    problem = bind_refusal(bind, token=cfg.token, insecure=cfg.insecure)
+    if problem is not None:
+        fail(problem, EXIT_USAGE)
+    if cfg.insecure and not cfg.token:
+        click.echo(f"Warning: serving the admin API on {bind} without authentication "
+                   "(insecure)", err=True)
     from boundary_celery.admin.app import serve_admin
 
-    serve_admin(jobs, host=host or cfg.host, port=port if port is not None else cfg.port)
+    serve_admin(jobs, host=bind, port=port if port is not None else cfg.port, settings=cfg)
+
+
+# -- probes ----------------------------------------------------------------------------------
+
+
+@boundary.command()
+@click.option("--worker", "workers", multiple=True, metavar="NAME",
+              help="A worker whose heartbeat must be fresh (repeatable); %h, %n and %d "
+                   "expand as in `celery worker -n`, e.g. worker@%h.")
+@click.option("--max-age-s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Oldest fresh heartbeat (default: 3 x workers.heartbeat_interval_s).")
+@click.option("--max-scheduler-lag-s", type=click.FloatRange(min=0), default=None,
+              help="Also fail when the oldest due scheduled job is overdue by more.")
+@json_option
+@click.pass_context
+@redis_guard
+def health(ctx: click.Context, workers: tuple[str, ...], max_age_s: float | None,
+           max_scheduler_lag_s: float | None, as_json: bool) -> None:
+    """Probe for containers: exit 0 when Redis answers, every --worker beat within
+    --max-age-s and the scheduler lags no more than --max-scheduler-lag-s; 1 when a
+    worker's heartbeat is stale or missing or the scheduler lags; 3 when Redis is
+    unavailable."""
+    from celery.utils.nodenames import host_format
+
+    jobs = app_jobs(ctx)
+    store = jobs.store
+    limit_s = max_age_s if max_age_s is not None else (
+        3.0 * jobs.settings.workers.heartbeat_interval_s)
+    store.ping()
+    now = datetime.now(UTC)
+    now_ms = now.timestamp() * 1000
+    report: dict[str, Any] = {"redis": "ok", "max_age_s": limit_s, "workers": {}}
+    problems: list[str] = []
+    for pattern in workers:
+        name = host_format(pattern)
+        beat_ms = store.last_heartbeat_ms(name)
+        age_s = None if beat_ms is None else max(0.0, (now_ms - beat_ms) / 1000)
+        fresh = age_s is not None and age_s <= limit_s
+        report["workers"][name] = {"age_s": age_s, "ok": fresh}
+        if age_s is None:
+            problems.append(f"worker {name}: no heartbeat in the store")
+        elif not fresh:
+            problems.append(f"worker {name}: last heartbeat {age_s:.1f} s ago "
+                            f"(> {limit_s:g} s)")
+    if max_scheduler_lag_s is not None:
+        lag_s = store.scheduler_lag_ms(now) / 1000
+        report["scheduler_lag_s"] = lag_s
+        if lag_s > max_scheduler_lag_s:
+            problems.append(f"scheduler lag {lag_s:.1f} s (> {max_scheduler_lag_s:g} s)")
+    report["ok"] = not problems
+    report["problems"] = problems
+    if as_json:
+        emit_json(report)
+    else:
+        for name, row in report["workers"].items():
+            if row["ok"]:
+                click.echo(f"worker {name}: heartbeat {row['age_s']:.1f} s ago")
+        for problem in problems:
+            click.echo(f"unhealthy: {problem}", err=True)
+        if not problems:
+            click.echo("healthy")
+    if problems:
+        sys.exit(EXIT_NOT_FOUND)
 
 
 # -- migrating an existing Celery project ------------------------------------------------------

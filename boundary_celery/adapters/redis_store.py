@@ -496,6 +496,17 @@ class RedisJobStore:
         """Forget a worker that stopped cleanly."""
         self.client.zrem(self.keys.workers, worker)
 
+    def last_heartbeat_ms(self, worker: str) -> int | None:
+        """When ``worker`` last beat (epoch ms), or None: it never did, stopped cleanly,
+        or was forgotten after three silent intervals."""
+        score = self.client.zscore(self.keys.workers, worker)
+        return None if score is None else int(score)
+
+    def ping(self) -> None:
+        """Raise a ``redis.RedisError`` unless Redis answers (within the client's
+        timeout)."""
+        self.client.ping()
+
     def erase(self, queues: Sequence[str] = ()) -> int:
         """Delete every key under the prefix and the broker lists (and kombu bindings) of
         ``queues``; returns how many keys were deleted. For test sandboxes and demos."""

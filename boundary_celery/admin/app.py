@@ -8,7 +8,6 @@ with a 4xx status for bad input, 503 when Redis is unreachable; never an HTML 50
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 import logging
 import uuid
@@ -39,13 +38,21 @@ from boundary_celery.admin.schemas import (
     ScheduledJobsResponse,
     openapi_document,
 )
+from boundary_celery.admin.security import (
+    SAFE_METHODS,
+    bind_refusal,
+    is_loopback,
+    same_origin,
+    split_host,
+    token_ok,
+)
 from boundary_celery.settings import AdminSettings
 from boundary_celery.shell.metrics import make_registry, render_metrics
 
 if TYPE_CHECKING:
     from boundary_celery.shell.jobs import Jobs
 
-__all__ = ["ApiError", "create_admin_app", "serve_admin"]
+__all__ = ["ApiError", "InsecureBindError", "create_admin_app", "serve_admin"]
 
 log = logging.getLogger("boundary_celery.admin")
 
@@ -72,6 +79,10 @@ def model_response(model: BaseModel, status: int = 200) -> Response:
     return JSONResponse(model.model_dump(mode="json"), status_code=status)
 
 
+class InsecureBindError(ValueError):
+    """Serving the admin API on a non-loopback address without a token (nor ``insecure``)."""
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -80,10 +91,7 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
-def _token_ok(given: str | None, *accepted: str | None) -> bool:
-    if given is None:
-        return False
-    return any(tok and hmac.compare_digest(given.encode(), tok.encode()) for tok in accepted)
+_UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="boundary-admin"'}
 
 
 def parse_job_id(raw: str) -> str:
@@ -145,26 +153,59 @@ def create_admin_app(jobs: Jobs, settings: AdminSettings | None = None) -> Starl
 
     With ``settings.token`` every route but the static dashboard page requires
     ``Authorization: Bearer <token>``. ``/metrics`` accepts ``settings.metrics_token`` (or
-    the admin token); without any token it is open.
+    the admin token), and is open when neither is set or ``settings.metrics_public``.
+    Without a token a request that sends a bearer token is refused (401), and one whose
+    ``Host`` is not a loopback name too (403, unless ``settings.insecure``). A POST or
+    DELETE whose ``Origin`` is not the server's own (nor in ``allowed_origins``) is
+    refused (403). No CORS headers are ever sent.
     """
     cfg = settings if settings is not None else jobs.settings.admin
     admin_token = cfg.token or None
     metrics_token = cfg.metrics_token or None
     registry = make_registry(jobs)
-    openapi = openapi_document(auth=admin_token is not None,
-                               metrics_auth=(metrics_token or admin_token) is not None)
+    openapi = openapi_document(
+        auth=admin_token is not None,
+        metrics_auth=(metrics_token or admin_token) is not None and not cfg.metrics_public)
 
-    def guarded(*tokens: str | None) -> Callable[[Handler], Handler]:
+    def refusal(request: Request, needed: list[str], public: bool) -> Response | None:
+        """The error answer to a request these rules refuse, or None to serve it."""
+        if request.method not in SAFE_METHODS:
+            origin = request.headers.get("origin")
+            if origin is not None and not same_origin(
+                    origin, request.headers.get("host", ""), cfg.allowed_origins):
+                return error_response(
+                    403, f"cross-origin {request.method} refused (Origin {origin!r} is not "
+                         "this server's; see [admin] allowed_origins)")
+        if public:
+            return None
+        given = _bearer(request)
+        if needed:
+            if not token_ok(given, needed):
+                return error_response(
+                    401, "missing or invalid bearer token (Authorization: Bearer <token>)",
+                    headers=_UNAUTHORIZED)
+            return None
+        if given is not None:
+            return error_response(
+                401, "invalid bearer token: this server has no admin token configured "
+                     "(send no Authorization header)", headers=_UNAUTHORIZED)
+        host = split_host(request.headers.get("host", ""))[0]
+        if not cfg.insecure and not is_loopback(host):
+            return error_response(
+                403, f"this admin server has no token, so it answers only requests "
+                     f"addressed to localhost, 127.0.0.1 or [::1] (Host {host!r}); "
+                     "set [admin] token to serve other names")
+        return None
+
+    def guarded(*tokens: str | None, public: bool = False) -> Callable[[Handler], Handler]:
         needed = [t for t in tokens if t]
 
         def wrap(fn: Handler) -> Handler:
             @functools.wraps(fn)
             def endpoint(request: Request) -> Response:
-                if needed and not _token_ok(_bearer(request), *needed):
-                    return error_response(
-                        401, "missing or invalid bearer token (Authorization: Bearer <token>)",
-                        headers={"WWW-Authenticate": 'Bearer realm="boundary-admin"'},
-                    )
+                refused = refusal(request, needed, public)
+                if refused is not None:
+                    return refused
                 try:
                     return fn(request)
                 except ApiError as exc:
@@ -264,7 +305,7 @@ def create_admin_app(jobs: Jobs, settings: AdminSettings | None = None) -> Starl
         message = _CANCEL_MESSAGES.get(action.value, f"Job already {job.status.value}")
         return model_response(CancelResponse(message=message, job=job))
 
-    @guarded(metrics_token, admin_token)
+    @guarded(metrics_token, admin_token, public=cfg.metrics_public)
     def metrics(request: Request) -> Response:
         return Response(render_metrics(registry),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -282,6 +323,19 @@ def create_admin_app(jobs: Jobs, settings: AdminSettings | None = None) -> Starl
     def root(request: Request) -> Response:
         return RedirectResponse("/dashboard")
 
+    def healthz(request: Request) -> Response:
+        """Liveness: the process answers (no data, no auth)."""
+        return JSONResponse({"status": "ok"})
+
+    def readyz(request: Request) -> Response:
+        """Readiness: the job store answers (no data, no auth); 503 when it does not."""
+        try:
+            jobs.store.ping()
+        except redis.RedisError as exc:
+            log.warning("admin: job store unavailable: %s", exc)
+            return error_response(503, "job store unavailable")
+        return JSONResponse({"status": "ok"})
+
     async def not_found(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             message = exc.detail if exc.status_code != 404 else (
@@ -292,6 +346,8 @@ def create_admin_app(jobs: Jobs, settings: AdminSettings | None = None) -> Starl
     routes = [
         Route("/", root, methods=["GET"], include_in_schema=False),
         Route("/dashboard", dashboard, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/api/admin/jobs/stats", stats, methods=["GET"]),
@@ -313,13 +369,20 @@ def create_admin_app(jobs: Jobs, settings: AdminSettings | None = None) -> Starl
 
 def serve_admin(jobs: Jobs, host: str | None = None, port: int | None = None,
                 settings: AdminSettings | None = None, **uvicorn_options: Any) -> None:
-    """Run the admin app with uvicorn (blocks). Host/port default to ``[admin]`` settings."""
+    """Run the admin app with uvicorn (blocks). Host/port default to ``[admin]`` settings.
+
+    Raises :class:`InsecureBindError` for a non-loopback host without a token (unless
+    ``insecure``)."""
     import uvicorn
 
     cfg = settings if settings is not None else jobs.settings.admin
+    bind = host or cfg.host
+    problem = bind_refusal(bind, token=cfg.token, insecure=cfg.insecure)
+    if problem is not None:
+        raise InsecureBindError(problem)
     uvicorn.run(
         create_admin_app(jobs, cfg),
-        host=host or cfg.host,
+        host=bind,
         port=port if port is not None else cfg.port,
         log_level=uvicorn_options.pop("log_level", "info"),
         **uvicorn_options,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
@@ -15,6 +15,7 @@ __all__ = [
     "ErrorBody",
     "FailedJobsResponse",
     "JobDetailResponse",
+    "ProbeResponse",
     "PurgeResponse",
     "QueueListResponse",
     "QueueSizeResponse",
@@ -97,11 +98,17 @@ class ScheduledJobsResponse(BaseModel):
     scheduled_count: int
 
 
+class ProbeResponse(BaseModel):
+    """``GET /healthz`` and ``GET /readyz``."""
+
+    status: Literal["ok"]
+
+
 _MODELS: list[type[BaseModel]] = [
     ErrorBody, FailedJobsResponse, JobDetailResponse, RetryResponse, CancelResponse,
     QueueSizeResponse,
     QueueListResponse, PurgeResponse, ScheduledJobsResponse, ScheduledJob, JobStatsReport,
-    QueueStats, Job,
+    QueueStats, Job, ProbeResponse,
 ]
 
 
@@ -143,8 +150,15 @@ def openapi_document(*, auth: bool, metrics_auth: bool) -> dict[str, Any]:
         [(m, "serialization") for m in _MODELS], ref_template="#/components/schemas/{model}"
     )
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
-    unauthorized = {"401": _error("Missing or wrong bearer token.")} if auth else {}
-    common = {**unauthorized, "503": _error("The job store (Redis) is unavailable.")}
+    # Without a token: a bearer token sent anyway is a 401, a non-loopback Host a 403.
+    unauthorized = {"401": _error("Missing or wrong bearer token." if auth else
+                                  "A bearer token was sent; this server has none.")}
+    not_local = {} if auth else {"403": _error("The Host is not a loopback name.")}
+    common = {**unauthorized, **not_local,
+              "503": _error("The job store (Redis) is unavailable.")}
+    # State-changing operations also refuse a foreign Origin.
+    foreign = {"403": _error("Cross-origin request (Origin is not this server's)"
+                             + ("." if auth else ", or the Host is not a loopback name."))}
     bad = {"400": _error("Malformed input (id, limit, flag).")}
     not_found = {"404": _error("Unknown job.")}
 
@@ -153,7 +167,7 @@ def openapi_document(*, auth: bool, metrics_auth: bool) -> dict[str, Any]:
            secured: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "summary": summary, "tags": [tag], "parameters": params or [],
-            "responses": {"200": ok, **(extra or {}), **(common if secured else {})},
+            "responses": {"200": ok, **(common if secured else {}), **(extra or {})},
         }
         if not secured:
             out["security"] = []
@@ -167,12 +181,12 @@ def openapi_document(*, auth: bool, metrics_auth: bool) -> dict[str, Any]:
                       _json(FailedJobsResponse, "DLQ jobs."),
                       params=[_limit_param(_LIMIT_DEFAULTS["failed"])], extra=bad),
             "delete": op("Purge the whole DLQ (records deleted)",
-                         _json(PurgeResponse, "How many were purged.")),
+                         _json(PurgeResponse, "How many were purged."), extra=foreign),
         },
         "/api/admin/jobs/failed/{id}": {"delete": op(
             "Purge one DLQ job (record deleted)", _json(PurgeResponse, "Purged."),
             params=[_UUID_PARAM],
-            extra={**bad, "404": _error("No such job in the DLQ.")})},
+            extra={**bad, **foreign, "404": _error("No such job in the DLQ.")})},
         "/api/admin/jobs/scheduled": {"get": op(
             "Scheduled jobs (delayed and retries), soonest first",
             _json(ScheduledJobsResponse, "Scheduled jobs."),
@@ -193,10 +207,12 @@ def openapi_document(*, auth: bool, metrics_auth: bool) -> dict[str, Any]:
                 "name": "reset_retries", "in": "query", "required": False,
                 "description": "Start the retry count from zero.",
                 "schema": {"type": "boolean", "default": False}}],
-            extra={**bad, **not_found, "409": _error("The job exists but is not in the DLQ.")})},
+            extra={**bad, **not_found, **foreign,
+                   "409": _error("The job exists but is not in the DLQ.")})},
         "/api/admin/jobs/{id}/cancel": {"post": {
             **op("Cancel a job", _json(CancelResponse, "The job after the call."),
-                 params=[_UUID_PARAM, _TERMINATE_PARAM], extra={**bad, **not_found}),
+                 params=[_UUID_PARAM, _TERMINATE_PARAM],
+                 extra={**bad, **not_found, **foreign}),
             "description": (
                 "A pending, scheduled or retrying job is cancelled at once and never runs. "
                 "A running job keeps running with its cancellation requested (its handler "
@@ -214,9 +230,20 @@ def openapi_document(*, auth: bool, metrics_auth: bool) -> dict[str, Any]:
             "responses": {
                 "200": {"description": "Prometheus text exposition.",
                         "content": {"text/plain": {"schema": {"type": "string"}}}},
-                **({"401": _error("Missing or wrong bearer token.")} if metrics_auth else {}),
+                "401": _error("Missing or wrong bearer token." if metrics_auth else
+                              "A bearer token was sent; this server has none."),
+                **({} if metrics_auth else not_local),
                 "503": _error("The job store (Redis) is unavailable."),
             }}},
+        "/healthz": {"get": {
+            "summary": "Liveness probe: the process answers", "tags": ["probes"],
+            "parameters": [], "security": [],
+            "responses": {"200": _json(ProbeResponse, "Alive.")}}},
+        "/readyz": {"get": {
+            "summary": "Readiness probe: the job store (Redis) answers", "tags": ["probes"],
+            "parameters": [], "security": [],
+            "responses": {"200": _json(ProbeResponse, "Ready."),
+                          "503": _error("The job store (Redis) is unavailable.")}}},
         "/dashboard": {"get": {
             "summary": "The dashboard page (static; it asks for the token itself)",
             "tags": ["dashboard"], "parameters": [], "security": [],

@@ -176,7 +176,14 @@ class StoreSettings(BaseModel):
 
 
 class AdminSettings(BaseModel):
-    """The admin HTTP API and ``/metrics``. No token: no authentication."""
+    """The admin HTTP API and ``/metrics`` (docs/deploy.md, "Admin security model").
+
+    With ``token`` every API route needs ``Authorization: Bearer <token>``. Without one
+    the server binds loopback addresses only unless ``insecure``. ``/metrics`` takes
+    ``metrics_token`` or ``token`` when either is set, unless ``metrics_public``.
+    ``allowed_origins`` adds origins (``https://ops.example.com``) besides the server's
+    own from which a browser may send state-changing requests.
+    """
 
     model_config = _Section
 
@@ -184,6 +191,27 @@ class AdminSettings(BaseModel):
     metrics_token: str | None = Field(default=None, repr=False)
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8080, ge=1, le=65535)
+    insecure: bool = False
+    metrics_public: bool = False
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("token", "metrics_token")
+    @classmethod
+    def _check_token(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if value != value.strip() or any(c.isspace() for c in value):
+            raise ValueError("must not contain whitespace (it is sent as a bearer token)")
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(f"{origin!r} is not an origin like https://host[:port]")
+        return value
 
 
 class LoggingSettings(BaseModel):

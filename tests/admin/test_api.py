@@ -18,11 +18,13 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 API = "/api/admin/jobs"
+#: Without a token the admin app answers only requests addressed to a loopback name.
+LOCAL = "http://127.0.0.1"
 
 
 def client_for(jobs: Any, **admin: Any) -> TestClient:
     settings = jobs.settings.admin.model_copy(update=admin) if admin else None
-    return TestClient(create_admin_app(jobs, settings))
+    return TestClient(create_admin_app(jobs, settings), base_url=LOCAL)
 
 
 def processed(jobs: Any, queue: str) -> int:

@@ -57,7 +57,7 @@ def test_metrics_equal_the_store(
     # A scheduled job 5 s overdue (as if the scheduler had stalled) shows as lag.
     sandbox.redis.zadd(jobs.store.keys.scheduled, {"overdue-job": to_ms(utcnow()) - 5000})
 
-    text = TestClient(create_admin_app(jobs)).get("/metrics").text
+    text = TestClient(create_admin_app(jobs), base_url="http://127.0.0.1").get("/metrics").text
     samples = scrape(text)
     counters = {name: {k: float(v) for k, v in
                        sandbox.redis.hgetall(jobs.store.keys.queue_stats(name)).items()}
@@ -109,7 +109,7 @@ def test_duration_histogram_by_job_type_and_queue(
         finish("emails.send", ms, ok=ms != 40)  # both write paths observe durations
     finish("reports.build", 120, ok=False)
 
-    samples = scrape(TestClient(create_admin_app(jobs)).get("/metrics").text)
+    samples = scrape(TestClient(create_admin_app(jobs), base_url="http://127.0.0.1").get("/metrics").text)
 
     def bucket(job_type: str, le: str) -> float:
         return value(samples, "job_duration_ms_bucket", job_type=job_type, queue=q, le=le)
