@@ -373,22 +373,21 @@ def admin(ctx: click.Context, host: str | None, port: int | None,
     unless --insecure: exit code 2 otherwise."""
     # Imported here: celery loads this command group in every `celery` process, workers
     # included, and they need not load Starlette.
-    from boundary_celery.admin.security import bind_refusal
+    from boundary_celery.admin.app import InsecureBindError, serve_admin
 
     jobs = app_jobs(ctx)
     cfg = jobs.settings.admin
     if insecure:
         cfg = cfg.model_copy(update={"insecure": True})
     bind = host or cfg.host
-    problem = bind_refusal(bind, token=cfg.token, insecure=cfg.insecure)
-    if problem is not None:
-        fail(problem, EXIT_USAGE)
     if cfg.insecure and not cfg.token:
         click.echo(f"Warning: serving the admin API on {bind} without authentication "
                    "(insecure)", err=True)
-    from boundary_celery.admin.app import serve_admin
-
-    serve_admin(jobs, host=bind, port=port if port is not None else cfg.port, settings=cfg)
+    try:
+        serve_admin(jobs, host=bind, port=port if port is not None else cfg.port,
+                    settings=cfg)
+    except InsecureBindError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 # -- probes ----------------------------------------------------------------------------------
