@@ -3,7 +3,8 @@
 In order: the consumer's ``begin`` hook (``receipt``), the heartbeat thread (it also
 renews the leases of every delivery the worker holds), the embedded scheduler loop
 (``scheduler``), and, when ``workers.metrics_port`` is set, the Prometheus endpoint
-(``metrics``).
+(``metrics``). When the event loop starts, the pool's time-limit timers are wrapped
+(``pool_limits``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from celery import bootsteps, signals
 from boundary_celery.shell.heartbeat import Heartbeat
 from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.logfmt import event
+from boundary_celery.shell.pool_limits import arm_hard_first
 from boundary_celery.shell.receipt import begin_hook
 from boundary_celery.shell.scheduler import SchedulerLoop
 from boundary_celery.shell.transport import HELD, QoS
@@ -62,6 +64,10 @@ class WorkerRuntime(bootsteps.StartStopStep):
             log.info(event("Metrics served", worker=hostname, port=port))
         log.info(event("Scheduler started", worker=hostname, embedded=embedded,
                        interval_ms=interval))
+
+    def register_with_event_loop(self, worker: Any, hub: Any) -> None:
+        # A hard time limit that comes before the soft one is armed alone.
+        arm_hard_first(worker.pool)
 
     def stop(self, worker: Any) -> None:
         # The heartbeat keeps renewing the leases of the jobs the pool still runs during a

@@ -51,6 +51,8 @@ def test_an_enqueues_timeout_ms_is_its_hard_time_limit(sandbox, make_jobs, worke
     job = _final(jobs, job_id, JobStatus.FAILED)
     assert job.error.type == "TimeLimitExceeded"  # the hard 0.4 s came before the soft 1 s
     assert "0.4 s" in job.error.message
+    # Ended at the hard limit, not at the soft one (Celery's pool arms hard after soft).
+    assert job.duration_ms is not None and 350 <= job.duration_ms < 950
 
 
 def test_plain_tasks_hard_time_limit_is_final(sandbox, make_jobs, worker_factory):
