@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,7 @@ from uuid import UUID
 
 import redis
 
+from boundary_celery.adapters.redis_connect import connect
 from boundary_celery.adapters.redis_keys import (
     HIST_SEP,
     PRIORITY_STEPS,
@@ -151,8 +152,12 @@ class RedisJobStore:
         max_connections: int = 20,
         socket_timeout_s: float = 5.0,
         worker_window_ms: int = 15_000,
+        tls: Mapping[str, Any] | None = None,
     ) -> None:
         self.url = url
+        #: redis-py TLS keywords for a ``rediss://`` URL (``redis_connect.tls_options``,
+        #: or the app's ``broker_use_ssl``); unused for other URLs.
+        self.tls: dict[str, Any] = dict(tls or {})
         self.keys = Keys(prefix)
         self.completed_ttl_s = completed_ttl_s
         self.dlq_max_size = dlq_max_size
@@ -171,8 +176,9 @@ class RedisJobStore:
         if self.url is None:
             raise RuntimeError("this RedisJobStore has no URL; pass a client to the call")
         if self._client is None or self._pid != os.getpid():
-            self._client = redis.Redis.from_url(
+            self._client = connect(
                 self.url,
+                tls=self.tls,
                 decode_responses=True,
                 max_connections=self.max_connections,
                 socket_timeout=self.socket_timeout_s,

@@ -6,6 +6,7 @@ Plain models that read nothing themselves; :class:`boundary_celery.settings.Boun
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 from urllib.parse import quote
 
@@ -38,12 +39,43 @@ class RedisSettings(BaseModel):
     url: str | None = Field(default=None, repr=False)
     host: str = Field(default="localhost", min_length=1)
     port: int = Field(default=6379, ge=1, le=65535)
+    #: A Redis ACL user (with ``password``); unset: the ``default`` user.
+    username: str | None = None
     password: str | None = Field(default=None, repr=False)
     database: int = Field(default=0, ge=0, le=15)
     timeout_ms: int = Field(default=2000, gt=0)
     max_total: int = Field(default=20, ge=1)
     max_idle: int = Field(default=10, ge=0)
     min_idle: int = Field(default=2, ge=0)
+    #: TLS, for a ``rediss://`` URL (the broker, the job store, the admin app and the CLI
+    #: alike): PEM files of the CA that signed the server's certificate (unset: the
+    #: system's CAs), and of this client's certificate and key for a server that asks for
+    #: one (``tls-auth-clients yes``). ``tls_verify = "required"`` checks the server's
+    #: certificate and its host name; ``"none"`` checks nothing (never in production).
+    #: A file or ``tls_verify = "none"`` without ``url`` makes :meth:`effective_url`
+    #: ``rediss://``; with a ``redis://`` or ``unix://`` url they are an error.
+    #: They become Celery's ``broker_use_ssl`` unless the app sets its own.
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_verify: Literal["required", "none"] = "required"
+
+    @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _check_file(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        path = os.path.abspath(os.path.expanduser(value.strip()))
+        if not os.path.isfile(path):
+            raise ValueError(f"file not found: {path}")
+        if not os.access(path, os.R_OK):
+            raise ValueError(f"file not readable: {path}")
+        return path
+
+    @field_validator("tls_verify", mode="before")
+    @classmethod
+    def _check_verify(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("url")
     @classmethod
@@ -65,13 +97,33 @@ class RedisSettings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_tls(self) -> RedisSettings:
+        if self.tls_key_file and not self.tls_cert_file:
+            raise ValueError("tls_key_file needs tls_cert_file (the client certificate)")
+        if self.tls_requested and self.url and not self.url.startswith("rediss://"):
+            raise ValueError("tls_* settings need a rediss:// url (url is "
+                             f"{self.url.partition('://')[0]}://)")
+        return self
+
+    @property
+    def tls_requested(self) -> bool:
+        """True when a ``tls_*`` setting asks for TLS: a file, or ``tls_verify = "none"``
+        (``"required"``, the default, alone says nothing)."""
+        return bool(self.tls_ca_file or self.tls_cert_file or self.tls_key_file
+                    or self.tls_verify == "none")
+
     def effective_url(self) -> str:
-        """``url`` if set, else ``redis://[:password@]host:port/database``."""
+        """``url`` if set, else ``redis[s]://[[username]:password@]host:port/database``
+        (``rediss`` when a ``tls_*`` setting is given)."""
         if self.url:
             return self.url
-        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        scheme = "rediss" if self.tls_requested else "redis"
+        user = quote(self.username, safe="") if self.username else ""
+        auth = f"{user}:{quote(self.password, safe='')}@" if self.password else (
+            f"{user}@" if user else "")
         host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"redis://{auth}{host}:{self.port}/{self.database}"
+        return f"{scheme}://{auth}{host}:{self.port}/{self.database}"
 
 
 class WorkerSettings(BaseModel):

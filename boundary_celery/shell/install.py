@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-import ssl
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from celery import signals
 from kombu.utils.imports import symbol_by_name
 
+from boundary_celery.adapters.redis_connect import same_tls, tls_options, uses_tls
 from boundary_celery.adapters.redis_store import RedisJobStore
-from boundary_celery.settings import BoundarySettings, load_settings
+from boundary_celery.settings import BoundarySettings, RedisSettings, load_settings
 from boundary_celery.shell import conf_policy, timeouts
 from boundary_celery.shell.conf_policy import ConfigConflict
 from boundary_celery.shell.context import TenantHook
@@ -59,6 +60,8 @@ def install(
         raise ConfigConflict("task_protocol", app.conf.task_protocol,
                              "boundary-celery reads Celery's message protocol 2")
     notes = conf_policy.plan(app.conf, settings)
+    tls, tls_notes = _broker_tls(app.conf, settings.redis, url)
+    notes.extend(tls_notes)
     store = RedisJobStore(
         url,
         prefix=settings.store.key_prefix,
@@ -68,6 +71,7 @@ def install(
         max_connections=settings.redis.max_total,
         socket_timeout_s=max(settings.redis.timeout_ms / 1000, 1.0),
         worker_window_ms=settings.workers.heartbeat_interval_s * 3 * 1000,
+        tls=tls,  # the broker's TLS options: the store is in the same Redis
     )
     user_options = dict(app.conf.broker_transport_options or {})
     lease_s = settings.workers.lease_s
@@ -99,9 +103,12 @@ def install(
         worker_consumer="boundary_celery.shell.consumer:BoundaryConsumer",
         **timeouts.celery_settings(app.conf, settings.redis.timeout_ms),
     )
-    if scheme == "rediss" and not app.conf.broker_use_ssl:
-        # kombu enables TLS by itself only for a transport literally named "rediss".
-        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    user_ssl = app.conf.broker_use_ssl
+    if tls and not (isinstance(user_ssl, Mapping) and user_ssl):
+        # kombu enables TLS by itself only for a transport literally named "rediss", and
+        # its Redis transport reads only a non-empty dict (``True`` would connect without
+        # TLS), so the settings' options fill in for those.
+        app.conf.broker_use_ssl = tls
     _make_tasks_jobs(app)
     if WorkerRuntime not in app.steps["worker"]:
         app.steps["worker"].add(WorkerRuntime)
@@ -116,6 +123,38 @@ def install(
             log.debug(event("Celery setting", setting=note.setting, action=note.action,
                             value=note.value, previous=note.previous))
     return jobs
+
+
+def _broker_tls(
+    conf: Any, redis: RedisSettings, url: str
+) -> tuple[dict[str, Any], list[conf_policy.ConfNote]]:
+    """The TLS options of the broker and the job store for ``url`` (none unless
+    ``rediss://``), and the note about a ``broker_use_ssl`` the app set itself.
+
+    The app's own dict is kept and used for the store as well (the same Redis, so the
+    same CA and client certificate); when ``[redis] tls_*`` settings say otherwise, a
+    warning says which one is used. Without one, the settings' options become
+    ``broker_use_ssl``.
+    """
+    ours = tls_options(ca_file=redis.tls_ca_file, cert_file=redis.tls_cert_file,
+                       key_file=redis.tls_key_file, verify=redis.tls_verify)
+    if not uses_tls(url):
+        if redis.tls_requested:
+            log.warning(event("Setting ignored", setting="redis.tls_*",
+                              reason=f"the broker URL is {urlparse(url).scheme}://, "
+                                     "not rediss://"))
+        return {}, []
+    user = conf.broker_use_ssl
+    if not isinstance(user, Mapping) or not user:
+        return ours, []
+    notes = []
+    if redis.tls_requested and not same_tls(user, ours):
+        shown = {key: "***" if "password" in str(key) else value for key, value in user.items()}
+        notes.append(conf_policy.ConfNote(
+            "broker_use_ssl", "kept", shown,
+            warning="differs from the [redis] tls_* settings; the app's value is used "
+                    "for the broker and the job store"))
+    return dict(user), notes
 
 
 def _make_tasks_jobs(app: Celery) -> None:
