@@ -16,6 +16,7 @@ from boundary_celery.core.errors import (
     JobCancelledError,
     JobValidationError,
     NoHandlerError,
+    NotReplicatedError,
     PoisonMessageError,
     UnknownTenantError,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "JobValidationError",
     "Jobs",
     "NoHandlerError",
+    "NotReplicatedError",
     "PoisonMessageError",
     "Priority",
     "RetryPolicy",

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from boundary_celery.adapters.redis_connect import connect
 from boundary_celery.adapters.redis_store import RedisJobStore
 from boundary_celery.settings import BoundarySettings
 
@@ -58,14 +59,16 @@ class Sandbox:
     url: str = field(default_factory=test_redis_url)
     prefix: str = field(default_factory=lambda: f"bt{uuid.uuid4().hex[:10]}")
     queues: list[str] = field(default_factory=list)
+    #: The master group when ``url`` is a ``sentinel://`` list.
+    sentinel_master: str | None = None
 
     @property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, decode_responses=True)
+        return connect(self.url, sentinel_master=self.sentinel_master, decode_responses=True)
 
     def _store(self) -> RedisJobStore:
         """A job store on this sandbox's database and prefix (its client made on first use)."""
-        return RedisJobStore(self.url, prefix=self.prefix)
+        return RedisJobStore(self.url, prefix=self.prefix, sentinel_master=self.sentinel_master)
 
     @property
     def keys(self) -> Any:
@@ -95,7 +98,7 @@ class Sandbox:
     def settings(self, **overrides: Any) -> BoundarySettings:
         """Settings pointing at this sandbox (nested overrides as dicts)."""
         base: dict[str, Any] = {
-            "redis": {"url": self.url},
+            "redis": {"url": self.url, "sentinel_master": self.sentinel_master},
             "store": {"key_prefix": self.prefix},
         }
         for section, values in overrides.items():

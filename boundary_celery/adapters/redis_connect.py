@@ -1,4 +1,5 @@
-"""TLS for a ``rediss://`` Redis: one set of options for the broker and the job store.
+"""Connecting the job store: TLS for a ``rediss://`` Redis (one set of options for the
+broker and the store), and the master of a Redis Sentinel group for ``sentinel://``.
 
 redis-py and kombu take the same TLS keywords: kombu's Redis transport passes Celery's
 ``broker_use_ssl`` dict straight to redis-py's ``SSLConnection`` (``ssl_cert_reqs``,
@@ -9,6 +10,12 @@ store's client gets the same through :func:`client_kwargs`.
 
 An ACL user and password travel in the URL (``rediss://app:secret@host:6380/0``): both
 redis-py and kombu read them from there.
+
+A ``sentinel://h1:26379;sentinel://h2:26379/0`` URL is kombu's form for Sentinel: every
+sentinel, ``;``-separated; the database, user and password of the master in the URLs.
+:func:`connect` gives the store a client of redis-py's ``Sentinel.master_for``, which asks
+the sentinels for the master on every new connection, so after a failover it follows
+the new master (a connection to a demoted one fails and is made again).
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import redis
+from redis.sentinel import Sentinel
 
-__all__ = ["client_kwargs", "connect", "same_tls", "tls_options", "uses_tls"]
+__all__ = ["client_kwargs", "connect", "is_sentinel", "same_tls", "sentinel_hosts",
+           "tls_options", "uses_tls"]
 
 _CERT_REQS = {
     "none": ssl.CERT_NONE,
@@ -95,7 +104,45 @@ def client_kwargs(url: str, tls: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(tls)
 
 
-def connect(url: str, *, tls: Mapping[str, Any] | None = None, **kwargs: Any) -> redis.Redis:
+def is_sentinel(url: str) -> bool:
+    """True for a ``sentinel://`` URL (one sentinel or a ``;``-separated list)."""
+    return url.strip().startswith("sentinel://")
+
+
+def sentinel_hosts(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The ``(host, port)`` of every sentinel in ``url`` and the master's connection
+    keywords (``db``, ``username``, ``password``: the first URL that names them)."""
+    hosts: list[tuple[str, int]] = []
+    master: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in url.split(";"))):
+        parsed = urlparse(part)
+        if parsed.scheme != "sentinel" or not parsed.hostname:
+            raise ValueError(f"not a sentinel URL: {part!r}")
+        hosts.append((parsed.hostname, parsed.port or 26379))
+        db = parsed.path.strip("/")
+        if db and "db" not in master:
+            master["db"] = int(db)
+        if parsed.password and "password" not in master:
+            master["password"] = parsed.password
+            if parsed.username:
+                master["username"] = parsed.username
+    return hosts, master
+
+
+def connect(url: str, *, tls: Mapping[str, Any] | None = None,
+            sentinel_master: str | None = None, **kwargs: Any) -> redis.Redis:
     """``redis.Redis.from_url(url, **kwargs)`` with the TLS options of a ``rediss://`` URL
-    (options in the URL's query string, e.g. ``?ssl_cert_reqs=none``, still win)."""
-    return redis.Redis.from_url(url, **client_kwargs(url, tls), **kwargs)
+    (options in the URL's query string, e.g. ``?ssl_cert_reqs=none``, still win); for a
+    ``sentinel://`` URL, a client of ``sentinel_master``'s current master (the sentinels
+    asked with the same timeouts)."""
+    if not is_sentinel(url):
+        return redis.Redis.from_url(url, **client_kwargs(url, tls), **kwargs)
+    if not sentinel_master:
+        raise ValueError("a sentinel:// URL needs the master's name (sentinel_master)")
+    hosts, master = sentinel_hosts(url)
+    timeouts: dict[str, Any] = {k: kwargs[k] for k in ("socket_timeout",
+                                                         "socket_connect_timeout")
+                                if k in kwargs}
+    sentinel = Sentinel(hosts, sentinel_kwargs=dict(timeouts), **timeouts)
+    return sentinel.master_for(sentinel_master, redis_class=redis.Redis,
+                               **{**master, **kwargs})

@@ -68,6 +68,11 @@ class Keys:
         return f"{self.prefix}:lists:wake"
 
     @property
+    def replica_fence(self) -> str:
+        """Counter written before a ``WAIT`` (``RedisJobStore.await_replicas``)."""
+        return f"{self.prefix}:replication:fence"
+
+    @property
     def scheduled_messages(self) -> str:
         return f"{self.prefix}:scheduled:msg"
 

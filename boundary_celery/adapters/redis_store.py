@@ -153,8 +153,11 @@ class RedisJobStore:
         socket_timeout_s: float = 5.0,
         worker_window_ms: int = 15_000,
         tls: Mapping[str, Any] | None = None,
+        sentinel_master: str | None = None,
     ) -> None:
         self.url = url
+        #: The master group of a ``sentinel://`` URL (its client follows failovers).
+        self.sentinel_master = sentinel_master
         #: redis-py TLS keywords for a ``rediss://`` URL (``redis_connect.tls_options``,
         #: or the app's ``broker_use_ssl``); unused for other URLs.
         self.tls: dict[str, Any] = dict(tls or {})
@@ -179,6 +182,7 @@ class RedisJobStore:
             self._client = connect(
                 self.url,
                 tls=self.tls,
+                sentinel_master=self.sentinel_master,
                 decode_responses=True,
                 max_connections=self.max_connections,
                 socket_timeout=self.socket_timeout_s,
@@ -512,6 +516,16 @@ class RedisJobStore:
         """Raise a ``redis.RedisError`` unless Redis answers (within the client's
         timeout)."""
         self.client.ping()
+
+    def await_replicas(self, client: Any, replicas: int, timeout_ms: int) -> int:
+        """How many replicas have every write made on this master before the call,
+        waiting until ``replicas`` have (at most ``timeout_ms``). ``WAIT`` counts the
+        writes of its own connection only, so it follows a write of the fence counter on
+        the same connection: a replica that has the fence has everything before it."""
+        with client.pipeline(transaction=False) as pipe:
+            pipe.incr(self.keys.replica_fence)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            return int(pipe.execute()[1])
 
     def erase(self, queues: Sequence[str] = ()) -> int:
         """Delete every key under the prefix and the broker lists (and kombu bindings) of

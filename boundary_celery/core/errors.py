@@ -91,3 +91,22 @@ class CoreModel(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise from_validation_error(exc) from None
+
+
+class NotReplicatedError(Exception):
+    """An enqueue reached the master but fewer replicas than ``[redis] wait_replicas``
+    acknowledged it within ``wait_timeout_ms``: the job exists, and a failover before a
+    replica has it would lose it. Enqueueing again makes a second job."""
+
+    def __init__(self, job_ids: list[str], wanted: int, acknowledged: int,
+                 timeout_ms: int) -> None:
+        super().__init__(job_ids, wanted, acknowledged, timeout_ms)
+        self.job_ids = job_ids
+        self.wanted = wanted
+        self.acknowledged = acknowledged
+        self.timeout_ms = timeout_ms
+
+    def __str__(self) -> str:
+        which = self.job_ids[0] if len(self.job_ids) == 1 else f"{len(self.job_ids)} jobs"
+        return (f"{which} enqueued on the master, but {self.acknowledged} of "
+                f"{self.wanted} replicas acknowledged within {self.timeout_ms} ms")

@@ -59,6 +59,14 @@ class RedisSettings(BaseModel):
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     tls_verify: Literal["required", "none"] = "required"
+    #: Redis Sentinel: with a ``sentinel://h1:26379;sentinel://h2:26379/0`` url, the
+    #: master group to follow (Celery's ``broker_transport_options["master_name"]``
+    #: wins when the app sets it).
+    sentinel_master: str | None = Field(default=None, min_length=1)
+    #: Bound what a failover can lose: every enqueue waits (Redis ``WAIT``) until this
+    #: many replicas have the job, at most ``wait_timeout_ms``; 0 does not wait.
+    wait_replicas: int = Field(default=0, ge=0)
+    wait_timeout_ms: int = Field(default=1000, gt=0)
 
     @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file")
     @classmethod
@@ -85,8 +93,8 @@ class RedisSettings(BaseModel):
         value = value.strip()
         if not value:
             return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if not value.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+            raise ValueError("must start with redis://, rediss://, unix:// or sentinel://")
         return value
 
     @model_validator(mode="after")
@@ -101,6 +109,8 @@ class RedisSettings(BaseModel):
     def _check_tls(self) -> RedisSettings:
         if self.tls_key_file and not self.tls_cert_file:
             raise ValueError("tls_key_file needs tls_cert_file (the client certificate)")
+        if self.tls_requested and self.url and self.url.startswith("sentinel://"):
+            raise ValueError("tls_* settings with a sentinel:// url are not supported yet")
         if self.tls_requested and self.url and not self.url.startswith("rediss://"):
             raise ValueError("tls_* settings need a rediss:// url (url is "
                              f"{self.url.partition('://')[0]}://)")

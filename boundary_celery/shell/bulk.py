@@ -75,10 +75,11 @@ def enqueue_many(
         channel: Any = conn.default_channel
         messages = [(_message(jobs, channel, job, defaulted), job.queue)
                     for job, defaulted in built]
+        ids = [str(job.id) for job, _ in built]
         if not hasattr(channel, "create_publish_batch"):  # kombu < 5.7: one trip per job
             for message, queue in messages:
                 channel.basic_publish(message, exchange="", routing_key=queue)
-            return [str(job.id) for job, _ in built]
+            return ids
         batch = channel.create_publish_batch(max_size=batch_size)
         try:
             for message, queue in messages:
@@ -89,7 +90,9 @@ def enqueue_many(
             raise
         finally:
             batch.close()
-    return [str(job.id) for job, _ in built]
+        with channel.conn_or_acquire() as client:  # [redis] wait_replicas: once, at the end
+            channel.await_replicas(client, ids)
+    return ids
 
 
 def _message(jobs: Jobs, channel: Any, job: Job, defaulted: tuple[str, ...]) -> Any:

@@ -103,7 +103,7 @@ def _install(app: Any, jobs: Jobs | None) -> Iterator[Finding]:
     if url and urlparse(str(url)).scheme not in REDIS_SCHEMES:
         yield Finding("error", "install", "broker_url",
                       f"{maybe_sanitize_url(url)} is not Redis: boundary-celery needs a "
-                      "redis://, rediss:// or unix:// broker")
+                      "redis://, rediss://, unix:// or sentinel:// broker")
 
 
 def _settings(jobs: Jobs | None) -> Iterator[Finding]:

@@ -10,9 +10,10 @@ which picks its broker client by URL scheme (``flower/utils/broker.py``), answer
 The fix uses kombu's two alias tables, without touching kombu's own ``redis`` alias:
 
 - ``kombu.transport.TRANSPORT_ALIASES`` gets ``boundary-redis`` / ``boundary-rediss``,
-  both resolving to :class:`boundary_celery.shell.transport.Transport`;
+  both resolving to :class:`boundary_celery.shell.transport.Transport`, and
+  ``boundary-sentinel``, resolving to its ``SentinelTransport``;
 - ``kombu.Connection.resolve_aliases`` (the table kombu itself uses to show ``pyamqp`` as
-  ``amqp``) displays them as ``redis`` / ``rediss``.
+  ``amqp``) displays them as ``redis`` / ``rediss`` / ``sentinel``.
 
 So ``as_uri()`` is ``redis://:**@host:6379/0`` again. Flower then builds its Redis client
 from that URL and ``broker_transport_options`` (``priority_steps`` 0, 2, 4, 6, 8 and ``sep``, both
@@ -26,24 +27,29 @@ from urllib.parse import urlparse
 from kombu import Connection
 from kombu.transport import TRANSPORT_ALIASES
 
-#: The kombu transport class every Boundary app uses.
+#: The kombu transport class a Boundary app uses with a Redis URL.
 TRANSPORT_PATH = "boundary_celery.shell.transport:Transport"
+#: ... and with a ``sentinel://`` URL.
+SENTINEL_TRANSPORT_PATH = "boundary_celery.shell.transport:SentinelTransport"
 
-#: Transport alias -> the URL scheme it is shown as (and Flower reads).
-ALIASES: dict[str, str] = {
-    "boundary-redis": "redis",
-    "boundary-rediss": "rediss",
+#: Transport alias -> (the URL scheme it is shown as, and Flower reads; its class).
+ALIASES: dict[str, tuple[str, str]] = {
+    "boundary-redis": ("redis", TRANSPORT_PATH),
+    "boundary-rediss": ("rediss", TRANSPORT_PATH),
+    "boundary-sentinel": ("sentinel", SENTINEL_TRANSPORT_PATH),
 }
 
 
 def register_transport() -> None:
     """Register the Boundary transport aliases with kombu (idempotent)."""
-    for alias, scheme in ALIASES.items():
-        TRANSPORT_ALIASES[alias] = TRANSPORT_PATH
+    for alias, (scheme, path) in ALIASES.items():
+        TRANSPORT_ALIASES[alias] = path
         Connection.resolve_aliases[alias] = scheme
 
 
 def transport_for(url: str) -> str:
     """The ``broker_transport`` name for a Redis broker URL (registers the aliases)."""
     register_transport()
-    return "boundary-rediss" if urlparse(url).scheme == "rediss" else "boundary-redis"
+    scheme = urlparse(url.split(";", 1)[0]).scheme
+    return {"rediss": "boundary-rediss", "sentinel": "boundary-sentinel"}.get(
+        scheme, "boundary-redis")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("boundary_celery.worker")
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 
 
 def install(
@@ -60,6 +60,8 @@ def install(
         raise ConfigConflict("task_protocol", app.conf.task_protocol,
                              "boundary-celery reads Celery's message protocol 2")
     notes = conf_policy.plan(app.conf, settings)
+    user_options = dict(app.conf.broker_transport_options or {})
+    master = _sentinel_master(url, user_options, settings.redis)
     tls, tls_notes = _broker_tls(app.conf, settings.redis, url)
     notes.extend(tls_notes)
     store = RedisJobStore(
@@ -72,8 +74,8 @@ def install(
         socket_timeout_s=max(settings.redis.timeout_ms / 1000, 1.0),
         worker_window_ms=settings.workers.heartbeat_interval_s * 3 * 1000,
         tls=tls,  # the broker's TLS options: the store is in the same Redis
+        sentinel_master=master,
     )
-    user_options = dict(app.conf.broker_transport_options or {})
     lease_s = settings.workers.lease_s
     transport_options = {
         # Each delivery is held under a lease its worker renews every heartbeat; the
@@ -84,7 +86,11 @@ def install(
         **user_options,
         "visibility_timeout": lease_s,  # kombu's name for the lease (see transport.QoS)
         **store.broker_options(),  # the keys and priority lists are the store's
+        "boundary_wait_replicas": settings.redis.wait_replicas,
+        "boundary_wait_timeout_ms": settings.redis.wait_timeout_ms,
     }
+    if master is not None:
+        transport_options["master_name"] = master
     if settings.workers.visibility_timeout_s is not None:
         log.warning(event("Setting ignored", setting="workers.visibility_timeout_s",
                           reason="leases replaced the visibility timeout: see lease_s"))
@@ -123,6 +129,22 @@ def install(
             log.debug(event("Celery setting", setting=note.setting, action=note.action,
                             value=note.value, previous=note.previous))
     return jobs
+
+
+def _sentinel_master(url: str, user_options: Mapping[str, Any],
+                     redis: RedisSettings) -> str | None:
+    """The Sentinel master group of a ``sentinel://`` broker (the app's
+    ``broker_transport_options["master_name"]``, else ``[redis] sentinel_master``); None
+    for any other URL. ValueError when a Sentinel URL names no master."""
+    if not url.startswith("sentinel://"):
+        return None
+    if redis.tls_requested:
+        raise ValueError("TLS through Sentinel is not supported yet")
+    master = user_options.get("master_name") or redis.sentinel_master
+    if not master:
+        raise ValueError("a sentinel:// broker needs the master's name: [redis] "
+                         "sentinel_master or broker_transport_options['master_name']")
+    return str(master)
 
 
 def _broker_tls(

@@ -28,7 +28,12 @@ other tools read the broker as usual). Compared with kombu's Redis transport it:
   a job because it runs long. kombu's sweep is replaced by that lease sweep (same keys,
   same mutex, same atomic restore), not kept beside it. At a channel close (shutdown or
   reconnect) the worker hands back at once what its pool has not started, and keeps
-  what it runs.
+  what it runs;
+- with ``[redis] wait_replicas``, returns from a publish only once that many replicas
+  have the job (``WAIT``), so a failover cannot lose an acknowledged enqueue.
+
+:class:`SentinelTransport` is the same on a ``sentinel://`` URL (kombu's Sentinel
+channel finds the master, and the new one after a failover).
 
 The store builds every script call (``RedisJobStore.enqueue_call``, ``begin_call``,
 ``dead_letter``); this module only runs them on kombu's client or pipeline.
@@ -53,6 +58,7 @@ from kombu.utils.json import dumps
 from kombu.utils.objects import cached_property
 
 from boundary_celery.adapters.redis_store import RedisJobStore, ScriptCall
+from boundary_celery.core.errors import NotReplicatedError
 from boundary_celery.shell import wire
 from boundary_celery.shell.clock import utcnow
 from boundary_celery.shell.envelope import (
@@ -328,10 +334,16 @@ class Channel(kombu_redis.Channel):
         "boundary_prefix",
         "boundary_dlq_max_size",
         "boundary_dlq_max_age_days",
+        "boundary_wait_replicas",
+        "boundary_wait_timeout_ms",
     )
     boundary_prefix = "boundary"
     boundary_dlq_max_size = 10_000
     boundary_dlq_max_age_days = 180
+    #: ``[redis] wait_replicas`` / ``wait_timeout_ms``: an enqueue returns once this many
+    #: replicas have the job (0: at once).
+    boundary_wait_replicas = 0
+    boundary_wait_timeout_ms = 1000
 
     _boundary_client: Any = None
     #: Queues consumed with acks (see :meth:`basic_consume`).
@@ -381,12 +393,25 @@ class Channel(kombu_redis.Channel):
         with self.conn_or_acquire() as client:
             if batch is None:
                 call.run(client)
+                self.await_replicas(client, [str(headers.get("id"))])
                 return None
             if not getattr(self, "_boundary_scripts_loaded", False):
                 call.load(client)  # the batch pipeline sends EVALSHA only
                 self._boundary_scripts_loaded = True
         batch.add("execute_command", *call.command())
         return None
+
+    def await_replicas(self, client: Any, job_ids: list[str]) -> None:
+        """With ``boundary_wait_replicas``, return once that many replicas have what was
+        published (``job_ids``); NotReplicatedError when they do not within
+        ``boundary_wait_timeout_ms``. A batch calls it once, after its last flush."""
+        wanted = int(self.boundary_wait_replicas or 0)
+        if wanted <= 0:
+            return
+        timeout_ms = int(self.boundary_wait_timeout_ms)
+        acknowledged = self.boundary_store.await_replicas(client, wanted, timeout_ms)
+        if acknowledged < wanted:
+            raise NotReplicatedError(job_ids, wanted, acknowledged, timeout_ms)
 
     # -- consuming ------------------------------------------------------------------
 
@@ -583,3 +608,22 @@ class Transport(kombu_redis.Transport):
     """kombu Redis transport using :class:`Channel`."""
 
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """:class:`Channel` on the master a Redis Sentinel group names: kombu's
+    ``SentinelChannel`` finds it (``master_name`` transport option) and finds the new one
+    after a failover, when the consumer reconnects."""
+
+    from_transport_options = (
+        *Channel.from_transport_options,
+        *(name for name in kombu_redis.SentinelChannel.from_transport_options
+          if name not in Channel.from_transport_options),
+    )
+
+
+class SentinelTransport(Transport):
+    """:class:`Transport` for ``sentinel://`` broker URLs."""
+
+    Channel = SentinelChannel
+    default_port = 26379

@@ -21,7 +21,8 @@ ADAPTER_INTERNALS = {
 }
 
 #: Which layers each layer may import (besides itself). Top-level modules are their own
-#: layer: ports and settings sit beside core; testing and redis_server are helpers.
+#: layer: ports and settings sit beside core; testing, redis_server and redis_sentinel
+#: are helpers.
 ALLOWED = {
     "core": set(),
     "ports": {"core"},
@@ -33,6 +34,7 @@ ALLOWED = {
     "cli": {"core", "settings", "shell", "admin"},
     "testing": {"core", "settings", "adapters", "shell"},
     "redis_server": set(),
+    "redis_sentinel": {"redis_server"},
     "__init__": {"core", "settings", "shell"},
 }
 

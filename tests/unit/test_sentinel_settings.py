@@ -1,0 +1,77 @@
+"""``sentinel://`` broker URLs: the settings that accept them, the sentinel list parsed
+from kombu's ``;``-separated form, and what ``install()`` makes of them (the master's
+name from Celery's ``broker_transport_options`` or ``[redis] sentinel_master``; the
+replication wait as transport options). No Redis is contacted: install() builds its
+clients lazily. The failover itself: tests/e2e/test_sentinel.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from pydantic import ValidationError
+
+import boundary_celery
+from boundary_celery.adapters.redis_connect import is_sentinel, sentinel_hosts
+from boundary_celery.settings import FLAT_ENV_VARS, BoundarySettings
+from boundary_celery.shell.flower import transport_for
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("BOUNDARY_") or name in FLAT_ENV_VARS:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+URL = "sentinel://127.0.0.1:26379/2;sentinel://:pw@127.0.0.1:26380/2;sentinel://h3"
+
+
+def test_sentinel_hosts_reads_every_sentinel_and_the_masters_db_and_password() -> None:
+    hosts, master = sentinel_hosts(URL)
+    assert hosts == [("127.0.0.1", 26379), ("127.0.0.1", 26380), ("h3", 26379)]
+    assert master == {"db": 2, "password": "pw"}
+    assert is_sentinel(URL) and not is_sentinel("redis://127.0.0.1:6379/0")
+    with pytest.raises(ValueError, match="not a sentinel URL"):
+        sentinel_hosts("sentinel://a:1;redis://b:2")
+
+
+def test_settings_accept_a_sentinel_url_and_the_wait_options() -> None:
+    redis = BoundarySettings(redis={"url": URL, "sentinel_master": "mymaster",
+                                    "wait_replicas": 1}).redis
+    assert redis.effective_url() == URL
+    assert (redis.wait_replicas, redis.wait_timeout_ms) == (1, 1000)
+    with pytest.raises(ValidationError, match="wait_replicas"):
+        BoundarySettings(redis={"wait_replicas": -1})
+    with pytest.raises(ValidationError, match="sentinel://"):
+        BoundarySettings(redis={"url": "http://127.0.0.1"})
+
+
+def test_install_takes_the_master_name_from_the_settings() -> None:
+    app = Celery("sentinel-unit")
+    jobs = boundary_celery.install(app, BoundarySettings(
+        redis={"url": URL, "sentinel_master": "mymaster", "wait_replicas": 1}))
+    options = app.conf.broker_transport_options
+    assert options["master_name"] == "mymaster"
+    assert options["boundary_wait_replicas"] == 1
+    assert app.conf.broker_transport == transport_for(URL) == "boundary-sentinel"
+    assert jobs.store.sentinel_master == "mymaster"
+    with app.connection_for_write() as conn:  # kombu resolves our Sentinel transport
+        assert type(conn.transport).__name__ == "SentinelTransport"
+        assert conn.as_uri().startswith("sentinel://")
+
+
+def test_the_apps_master_name_wins_as_celery_documents_it() -> None:
+    app = Celery("sentinel-unit", broker=URL)
+    app.conf.broker_transport_options = {"master_name": "celery-master"}
+    jobs = boundary_celery.install(app, BoundarySettings(redis={"sentinel_master": "ours"}))
+    assert app.conf.broker_transport_options["master_name"] == "celery-master"
+    assert jobs.store.sentinel_master == "celery-master"
+
+
+def test_a_sentinel_broker_without_a_master_name_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="sentinel_master"):
+        boundary_celery.install(Celery("sentinel-unit", broker=URL), BoundarySettings())
