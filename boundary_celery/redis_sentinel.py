@@ -160,6 +160,18 @@ class SentinelGroup:
             master.proc.wait(5)
         return master.port
 
+    def signal_replicas(self, signum: int) -> None:
+        """Send ``signum`` to every running replica (SIGSTOP: they fall behind the
+        master, as over a partition; SIGCONT: they catch up)."""
+        try:
+            master: RedisServer | None = self.current_master()
+        except RedisServerError:  # killed: every server still running is a replica
+            master = None
+        for server in self.servers:
+            if server is not master and server.running and server.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.proc.pid, signum)
+
     def current_master(self) -> RedisServer:
         """The server the sentinels name master now."""
         ports = {p for s in self.sentinels if (p := s.master_port_seen()) is not None}

@@ -35,6 +35,7 @@ from boundary_celery.core.job import Job, JobError
 from boundary_celery.core.status import JobStatus
 from boundary_celery.shell import wire
 from boundary_celery.shell.clock import epoch_ms, utcnow
+from boundary_celery.shell.connection import BoundaryConnection
 from boundary_celery.shell.timeouts import broker_error
 
 if TYPE_CHECKING:
@@ -190,7 +191,10 @@ class BoundaryRouter(Router):  # type: ignore[misc]
 
 
 class BoundaryAMQP(AMQP):
-    """Celery's AMQP with a ``send_task_message`` that publishes jobs."""
+    """Celery's AMQP with a ``send_task_message`` that publishes jobs, and connections
+    that keep Boundary's transport on failover (:class:`BoundaryConnection`)."""
+
+    Connection = BoundaryConnection
 
     def Router(self, queues: Any = None, create_missing: Any = None) -> BoundaryRouter:
         """Celery's router, with the ``queue`` option checked (:class:`BoundaryRouter`)."""

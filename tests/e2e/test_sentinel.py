@@ -1,4 +1,4 @@
-"""Redis Sentinel: a master, a replica and three sentinels on loopback. A worker, the
+"""Redis Sentinel: a master, two replicas and three sentinels on loopback. A worker, the
 producer and the admin app reach Redis through the sentinels; the master is SIGKILLed in
 the middle of a drain while jobs are still being enqueued. After the failover every job
 whose enqueue returned (``[redis] wait_replicas = 1``: acknowledged by the replica)
@@ -48,7 +48,7 @@ def _admin_stats(port: int, token: str) -> dict[str, object]:
 
 
 def test_failover_mid_drain_loses_no_acknowledged_job(tmp_path: Path) -> None:
-    with SentinelGroup(replicas=1, sentinels=3) as group:
+    with SentinelGroup(replicas=2, sentinels=3) as group:
         redis_env = {"BOUNDARY_REDIS__SENTINEL_MASTER": MASTER_NAME,
                      "BOUNDARY_REDIS__WAIT_REPLICAS": "1"}
         box = Sandbox(url=group.url, sentinel_master=MASTER_NAME)
@@ -112,6 +112,9 @@ def test_failover_mid_drain_loses_no_acknowledged_job(tmp_path: Path) -> None:
                   f"refused, {ran_before_kill} run before the kill, {len(runs)} run")
             assert worker.proc is not None and worker.proc.poll() is None
             assert worker.proc.pid == pid  # the same process rode the failover out
+            with app.producer_or_acquire() as producer:  # still ours after the failover
+                assert type(producer.connection.transport).__name__ == "SentinelTransport"
+                assert producer.connection.transport_cls == "boundary-sentinel"
             after = _admin_stats(admin_port, token)  # the admin app followed the master
             assert isinstance(after, dict)
         finally:

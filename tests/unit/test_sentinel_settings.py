@@ -75,3 +75,27 @@ def test_the_apps_master_name_wins_as_celery_documents_it() -> None:
 def test_a_sentinel_broker_without_a_master_name_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="sentinel_master"):
         boundary_celery.install(Celery("sentinel-unit", broker=URL), BoundarySettings())
+
+
+def test_a_failover_to_the_next_sentinel_keeps_boundarys_transport() -> None:
+    """kombu's Connection.switch takes the next URL's raw scheme as the transport (here
+    kombu's own SentinelTransport: publishes without records, fetches without leases);
+    the app's connections, and those of its pools, keep ours."""
+    app = Celery("sentinel-unit")
+    boundary_celery.install(app, BoundarySettings(
+        redis={"url": URL, "sentinel_master": "mymaster"}))
+    with app.connection_for_write() as conn:
+        conn.maybe_switch_next()
+        assert conn.transport_cls == "boundary-sentinel"
+        assert type(conn.transport).__module__ == "boundary_celery.shell.transport"
+        pooled = conn.Pool(limit=1).acquire()
+        try:
+            pooled.maybe_switch_next()
+            assert pooled.transport_cls == "boundary-sentinel"
+            assert pooled.hostname == "127.0.0.1" and pooled.port == 26380
+        finally:
+            pooled.release()
+    plain = Celery("plain", broker=URL)  # an app without install(): kombu's, unchanged
+    with plain.connection_for_write() as conn:
+        conn.maybe_switch_next()
+        assert conn.transport_cls == "sentinel"
