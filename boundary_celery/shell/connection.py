@@ -15,9 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from kombu import Connection
-from kombu.connection import ConnectionPool, PooledConnection
+from kombu.connection import ConnectionPool
 
 from boundary_celery.shell.flower import ALIASES
+
+try:  # kombu >= 5.7: a pool's connections are PooledConnection, not clones of ours
+    from kombu.connection import PooledConnection as _KombuPooled
+except ImportError:  # kombu < 5.7: ConnectionPool.new() clones the connection (ours)
+    _KombuPooled = None  # type: ignore[assignment,misc]
 
 
 class _KeepsTransport:
@@ -37,11 +42,13 @@ class BoundaryConnection(_KeepsTransport, Connection):  # type: ignore[misc]
     """kombu's Connection (see the module docstring); its pools hold the same kind."""
 
     def Pool(self, limit: int | None = None, **kwargs: Any) -> ConnectionPool:
+        if _PooledConnection is None:
+            return super().Pool(limit=limit, **kwargs)
         return _ConnectionPool(self, limit=limit, **kwargs)
 
 
-class _PooledConnection(_KeepsTransport, PooledConnection):  # type: ignore[misc]
-    pass
+_PooledConnection: Any = (None if _KombuPooled is None else
+                          type("_PooledConnection", (_KeepsTransport, _KombuPooled), {}))
 
 
 class _ConnectionPool(ConnectionPool):  # type: ignore[misc]

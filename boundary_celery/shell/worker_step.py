@@ -3,8 +3,8 @@
 In order: the consumer's ``begin`` hook (``receipt``), the heartbeat thread (it also
 renews the leases of every delivery the worker holds), the embedded scheduler loop
 (``scheduler``), and, when ``workers.metrics_port`` is set, the Prometheus endpoint
-(``metrics``). When the event loop starts, the pool's time-limit timers are wrapped
-(``pool_limits``).
+(``metrics``); a warm shutdown is bounded by ``shutdown_timeout_ms`` (``shutdown``).
+When the event loop starts, the pool's time-limit timers are wrapped (``pool_limits``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from boundary_celery.shell.logfmt import event
 from boundary_celery.shell.pool_limits import arm_hard_first
 from boundary_celery.shell.receipt import begin_hook
 from boundary_celery.shell.scheduler import SchedulerLoop
+from boundary_celery.shell.shutdown import arm as arm_shutdown_timeout
 from boundary_celery.shell.transport import HELD, QoS
 
 log = logging.getLogger("boundary_celery.scheduler")
@@ -47,6 +48,7 @@ class WorkerRuntime(bootsteps.StartStopStep):
         heartbeat()  # first beat in the main thread: lazy imports happen here, not
         heartbeat.start()  # in a thread while a pool child may be forked
         worker.boundary_heartbeat = heartbeat  # stopped at worker_shutdown (see below)
+        arm_shutdown_timeout(jobs.settings.workers.shutdown_timeout_ms)
         embedded = jobs.settings.scheduler.enabled
         interval = jobs.settings.scheduler.interval_ms
         if embedded:
