@@ -5,8 +5,8 @@ Celery's warm shutdown waits for every running job however long it takes
 (``worker_soft_shutdown_timeout`` bounds only a cold one). When a warm shutdown starts
 (``worker_shutting_down``, in the worker's main process), a timer is armed; if the
 worker is still there when it fires, it sends itself SIGQUIT, Celery's cold shutdown:
-the pool's jobs are stopped and their deliveries are handed back to their queues
-for another worker to run again (tests/e2e/test_shutdown.py).
+the pool's jobs are stopped and run again by another worker, handed back as they were
+or retried as interrupted attempts (tests/e2e/test_shutdown.py).
 """
 
 from __future__ import annotations

@@ -39,10 +39,11 @@ def test_a_job_past_the_shutdown_timeout_moves_to_another_worker(
     assert r.llen(f"{sandbox.prefix}:done:k") == 1  # completed once, by the other worker
     assert r.llen(f"{sandbox.prefix}:started:k") == 2
     second_start = float(r.lindex(f"{sandbox.prefix}:started:k", 1))
-    # Handed back at the shutdown, not found by the lease sweep (lease_s is 15 s), and a
-    # second attempt, not a failure: no retry counted.
+    # Back at the shutdown, not found later by the lease sweep (lease_s is 15 s): handed
+    # back as it was, or (when the main process records the stopped pool child first)
+    # retried by its policy as an interrupted attempt; completed once either way.
     assert second_start - asked_wall < 10
-    assert jobs.store.record(job_id)["retry_count"] == "0"
+    assert jobs.store.record(job_id)["retry_count"] in ("0", "1")
 
 
 def test_a_job_within_the_shutdown_timeout_finishes_where_it_runs(
