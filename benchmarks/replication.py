@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 import boundary_celery
+from benchmarks.measure import pct
 from boundary_celery.redis_sentinel import MASTER_NAME, SentinelGroup
 from boundary_celery.settings import BoundarySettings
 from boundary_celery.shell.bulk import enqueue_many
@@ -44,11 +45,6 @@ def _jobs(group: SentinelGroup, wait: int) -> Any:
     return boundary_celery.install(app, BoundarySettings(
         redis={"url": group.url, "sentinel_master": MASTER_NAME, "wait_replicas": wait},
         store={"key_prefix": "repl"}))
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def measure_cost(samples: int, bulk: int, block: int = 200) -> dict[str, Any]:
@@ -71,8 +67,8 @@ def measure_cost(samples: int, bulk: int, block: int = 200) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 enqueue_many(systems[wait], items)
                 rates[wait].append(bulk / (time.perf_counter() - t0))
-    return {str(wait): {"enqueue_p50_ms": _pct(latency[wait], 0.5),
-                        "enqueue_p99_ms": _pct(latency[wait], 0.99),
+    return {str(wait): {"enqueue_p50_ms": pct(latency[wait], 0.5),
+                        "enqueue_p99_ms": pct(latency[wait], 0.99),
                         "bulk_rate": statistics.median(rates[wait])} for wait in (0, 1)}
 
 

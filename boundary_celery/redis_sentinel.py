@@ -22,7 +22,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -66,7 +66,7 @@ class SentinelServer(RedisServer):
         """The master's port as this sentinel sees it now (None: it does not answer)."""
         client = self.client(socket_connect_timeout=0.5, socket_timeout=0.5)
         try:
-            addr = client.execute_command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)
+            addr = client.sentinel_get_master_addr_by_name(MASTER_NAME)
             return int(addr[1]) if addr else None
         except (redis.exceptions.RedisError, OSError):
             return None
@@ -128,13 +128,9 @@ class SentinelGroup:
         for sentinel in self.sentinels:
             client = sentinel.client(socket_timeout=1)
             try:
-                info = client.execute_command("SENTINEL", "master", MASTER_NAME)
-                fields = dict(zip(info[::2], info[1::2], strict=False)) if isinstance(
-                    info, list) else info
-                fields = {k.decode() if isinstance(k, bytes) else k:
-                          v.decode() if isinstance(v, bytes) else v for k, v in fields.items()}
-                if int(fields.get("num-other-sentinels", 0)) < want_sentinels or \
-                        int(fields.get("num-slaves", 0)) < self.replica_count:
+                info = client.sentinel_master(MASTER_NAME)
+                if info["num-other-sentinels"] < want_sentinels or \
+                        info["num-slaves"] < self.replica_count:
                     return False
             except (redis.exceptions.RedisError, OSError):
                 return False
@@ -143,9 +139,9 @@ class SentinelGroup:
         return True
 
     @staticmethod
-    def _wait(check: object, deadline: float, message: str) -> None:
+    def _wait(check: Callable[[], bool], deadline: float, message: str) -> None:
         while time.monotonic() < deadline:
-            if check():  # type: ignore[operator]
+            if check():
                 return
             time.sleep(0.1)
         raise RedisServerError(message)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 from typing import Any
 
 import pytest
 
+from boundary_celery.redis_server import free_port
 from boundary_celery.testing import Sandbox, WorkerProcess, wait_for
 from tests.conftest import ROOT
 
@@ -30,18 +30,10 @@ def health(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_health_follows_a_real_workers_heartbeat(sandbox: Sandbox,
                                                  worker_factory: Any) -> None:
-    # A short heartbeat keeps the test quick; the lease must stay >= 2 heartbeats.
-    env = sandbox.env(BOUNDARY_WORKERS__HEARTBEAT_INTERVAL_S=1)
-    worker: WorkerProcess = worker_factory(
-        [sandbox.queue("health")], APP, env={"BOUNDARY_WORKERS__HEARTBEAT_INTERVAL_S": 1})
+    env = sandbox.env()  # the shipped heartbeat (5 s): a worker beats when it starts
+    worker: WorkerProcess = worker_factory([sandbox.queue("health")], APP)
     name = worker.hostname
 
     # the worker beats within an interval of being ready
@@ -74,9 +66,8 @@ def test_health_reports_a_stale_heartbeat_of_a_killed_worker(sandbox: Sandbox,
                                                              worker_factory: Any) -> None:
     """SIGKILL leaves the last heartbeat in the store (no clean stop): past --max-age-s
     the probe says how old it is and exits 1."""
-    env = sandbox.env(BOUNDARY_WORKERS__HEARTBEAT_INTERVAL_S=1)
-    worker: WorkerProcess = worker_factory(
-        [sandbox.queue("killed")], APP, env={"BOUNDARY_WORKERS__HEARTBEAT_INTERVAL_S": 1})
+    env = sandbox.env()
+    worker: WorkerProcess = worker_factory([sandbox.queue("killed")], APP)
     name = worker.hostname
     wait_for(lambda: health(env, "--worker", name).returncode == 0, 10, 0.2,
              f"health of {name} exits 0")
@@ -88,7 +79,7 @@ def test_health_reports_a_stale_heartbeat_of_a_killed_worker(sandbox: Sandbox,
 
 
 def test_health_exits_3_when_redis_is_unavailable(sandbox: Sandbox) -> None:
-    url = f"redis://127.0.0.1:{free_loopback_port()}/0"  # nothing listens there
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     env = sandbox.env(REDIS_URL=url, BOUNDARY_TEST_REDIS_URL=url)
     down = health(env, "--worker", "worker@%h")
     assert down.returncode == 3, down.stdout + down.stderr

@@ -5,7 +5,6 @@ No Redis is contacted: install() builds its clients lazily."""
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 from pathlib import Path
 
@@ -14,15 +13,9 @@ from celery import Celery
 
 import boundary_celery
 from boundary_celery.adapters.redis_connect import client_kwargs, same_tls, tls_options
-from boundary_celery.settings import FLAT_ENV_VARS, BoundarySettings, SettingsError, load_settings
+from boundary_celery.settings import BoundarySettings, SettingsError, load_settings
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("BOUNDARY_") or name in FLAT_ENV_VARS:
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")  # tests/unit/conftest.py
 
 
 @pytest.fixture

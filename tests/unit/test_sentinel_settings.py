@@ -6,25 +6,16 @@ clients lazily. The failover itself: tests/e2e/test_sentinel.py."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from celery import Celery
 from pydantic import ValidationError
 
 import boundary_celery
 from boundary_celery.adapters.redis_connect import is_sentinel, sentinel_hosts
-from boundary_celery.settings import FLAT_ENV_VARS, BoundarySettings
+from boundary_celery.settings import BoundarySettings
 from boundary_celery.shell.flower import transport_for
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("BOUNDARY_") or name in FLAT_ENV_VARS:
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")  # tests/unit/conftest.py
 
 
 URL = "sentinel://127.0.0.1:26379/2;sentinel://:pw@127.0.0.1:26380/2;sentinel://h3"

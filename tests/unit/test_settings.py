@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import pytest
 
 from boundary_celery.settings import (
-    FLAT_ENV_VARS,
     BoundarySettings,
     RedisSettings,
     SettingsError,
@@ -22,13 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_CONFIG = REPO_ROOT / "config"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No ambient settings: drop BOUNDARY_* and the guide's flat variables; run in tmp_path."""
-    for name in list(os.environ):
-        if name.upper().startswith("BOUNDARY_") or name in FLAT_ENV_VARS:
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")  # tests/unit/conftest.py
 
 
 def write(path: Path, text: str) -> Path:
