@@ -23,7 +23,10 @@ class Beats:
         self.count += 1
 
 
-def schedule_soon(jobs, queue: str, seconds: float = 0.5):
+def schedule_soon(jobs, queue: str, seconds: float = 1.0):
+    # 1 s ahead: a first enqueue on a loaded machine (connect, script load) can take a
+    # few hundred ms, and a job already due when published is queued, not scheduled
+    # (a fresh-clone run failed here with 0.3 s).
     due = utcnow() + timedelta(seconds=seconds)
     jid = jobs.enqueue("t.sched", {"k": 1}, queue=queue, execute_at=due)
     assert jobs.scheduled_count() == 1 and jobs.queue_size(queue) == 0
@@ -61,7 +64,7 @@ def test_one_pass_moves_a_due_job(sandbox, make_jobs):
 def test_run_once_returns_how_many_moved(sandbox, make_jobs):
     _, jobs = make_jobs()
     q = sandbox.queue()
-    _, due = schedule_soon(jobs, q, 0.2)
+    _, due = schedule_soon(jobs, q)
     jobs.enqueue("t.sched", {"k": 2}, queue=q, execute_at=due)
     loop = SchedulerLoop(jobs)
     wait_for(lambda: utcnow() > due, timeout=5, message="the due time")
@@ -73,7 +76,7 @@ def test_run_once_returns_how_many_moved(sandbox, make_jobs):
 def test_started_loop_moves_jobs_until_stopped(sandbox, make_jobs):
     _, jobs = make_jobs()
     q = sandbox.queue()
-    schedule_soon(jobs, q, 0.3)
+    schedule_soon(jobs, q)
     loop = SchedulerLoop(jobs, interval_ms=20)
     loop.start()
     try:
