@@ -39,6 +39,11 @@ class NoHandlerError(Exception):
     """No handler is registered for a job type."""
 
 
+class RetryNotPublishedError(Exception):
+    """A retry the broker could not take (an outage past the budget, or arguments the
+    handler does not accept): the attempt is final and the job is dead-lettered."""
+
+
 class UnknownTenantError(Exception):
     """The job names a tenant the tenant hook does not know."""
 

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, overload
 
-from boundary_celery.core.errors import JobValidationError, UnknownTenantError
+from boundary_celery.core.errors import (
+    JobValidationError,
+    RetryNotPublishedError,
+    UnknownTenantError,
+)
 from boundary_celery.core.job import Job, JobError, complete_job, fail_job
 from boundary_celery.core.retry import RetryPolicy, calculate_retry_delay
 from boundary_celery.core.status import JobStatus
@@ -28,7 +32,8 @@ __all__ = [
     "settle",
 ]
 
-NON_RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (UnknownTenantError,)
+NON_RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (UnknownTenantError,
+                                                         RetryNotPublishedError)
 """Exceptions that never get better by retrying: an attempt that raised one is dead-lettered
 at once, whatever retry budget remains."""
 

@@ -10,7 +10,9 @@ Redis round trips per successful job beyond Celery's own: the publish (which als
 writes the record), and ``complete``. ``begin`` rides in the consumer's unacked
 transaction (transport.QoS); it is a round trip of its own only where no consumer
 hook ran (e.g. ``task.apply()``). An outcome that cannot be written (Redis
-restarting) is retried before the message is acknowledged (``persist``).
+restarting) is retried before the message is acknowledged (``persist``), and so are
+the pool's own ``begin`` and a retry's publish (``retry_publish``): a retry that cannot
+be published dead-letters the job, never drops it.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from celery import Task as CeleryTask
 from celery.exceptions import Ignore, Reject, Retry
 
-from boundary_celery.core.errors import JobCancelledError
-from boundary_celery.core.job import Job, start_job
+from boundary_celery.core.errors import JobCancelledError, RetryNotPublishedError
+from boundary_celery.core.job import Job, dead_letter_job, start_job
 from boundary_celery.core.outcome import (
     JobResult,
     error_from_exception,
@@ -102,12 +104,15 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
     now = utcnow()
     verdict = getattr(task.request, wire.VERDICT, None)  # begun on receipt by the consumer
     if verdict is None or verdict == "missing":
-        verdict = jobs.store.begin(job, now, task.request.hostname or "")
+        worker = task.request.hostname or ""
+        verdict = persisting(lambda: jobs.store.begin(job, now, worker), what="start a job")
     elif verdict == "ok" and _waited_ms(task.request, now) > RECHECK_AFTER_MS:
         # Held in the worker a while since receipt: finished or cancelled meanwhile?
-        verdict = jobs.store.start_verdict(jid, job.retry_count)
+        verdict = persisting(lambda: jobs.store.start_verdict(jid, job.retry_count),
+                             what="start a job")
         if verdict == "cancelled":
-            jobs.store.cancel(jid, now, stopped=True)
+            persisting(lambda: jobs.store.cancel(jid, now, stopped=True),
+                       what="record a cancellation")
     if verdict != "ok":
         log.info(event("Skipping delivery", job_id=jid, job_type=job.job_type, reason=verdict))
         raise Ignore()
@@ -158,10 +163,13 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
         log.warning(event("Job failed", job_id=jid, job_type=job.job_type,
                           error=done.error.message if done.error else None,
                           retry_count=done.retry_count, retry_in_ms=decided.retry_delay_ms))
-        with retrying_after(done.error):  # raises Retry once the retry is published
-            persisting(lambda: task.retry(exc=exc or JobFailedError(_message(done)), eta=due,
-                                          max_retries=done.max_retries),
-                       what="publish a retry")
+        try:
+            with retrying_after(done.error):  # raises Retry once the retry is published
+                task.retry(exc=exc or JobFailedError(_message(done)), eta=due,
+                           max_retries=done.max_retries)
+        except RetryNotPublishedError as unpublished:  # outage past the budget, bad args
+            exc = unpublished
+            done = dead_letter_job(done, error_from_exception(unpublished), utcnow())
     persisting(lambda: jobs.store.dead_letter(done, count=True), what="dead-letter a job")
     log.warning(event("Job failed", job_id=jid, job_type=job.job_type,
                       error=done.error.message if done.error else None,

@@ -26,6 +26,7 @@ from boundary_celery.shell import wire
 from boundary_celery.shell.defaults import as_policy
 from boundary_celery.shell.execution import run_delivery
 from boundary_celery.shell.publishing import current_retry_error, retrying_after
+from boundary_celery.shell.retry_publish import publish_retry
 
 #: ``apply_async`` options that are Boundary's, not Celery's (they go in the header).
 _META_OPTIONS = {"tenant_id": "t", "metadata": "m", "max_retries": "mr", "retry_policy": "rp"}
@@ -103,7 +104,8 @@ class BoundaryTask(Task):
         **options: Any,
     ) -> Any:
         """Celery's ``retry``: the retry keeps the job's header (tenant, metadata, policy)
-        and the record gets this attempt's error; it waits in the boundary scheduler."""
+        and the record gets this attempt's error; it waits in the boundary scheduler. A
+        publish Redis cannot take is tried again, never dropped (``retry_publish``)."""
         meta = getattr(self.request, wire.META, None)
         if meta is not None:
             headers = dict(options.pop("headers", None) or {})
@@ -112,8 +114,8 @@ class BoundaryTask(Task):
         error = current_retry_error() or (
             error_from_exception(exc) if isinstance(exc, BaseException) else None)
         with retrying_after(error):
-            return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries,
-                                 **options)
+            return publish_retry(lambda: super(BoundaryTask, self).retry(
+                args, kwargs, exc, throw, eta, countdown, max_retries, **options))
 
 
 def _boundary_options(task: BoundaryTask, options: dict[str, Any]) -> None:
