@@ -63,7 +63,7 @@ def flatten(fields: Mapping[str, str | int | float]) -> list[str | int | float]:
 
 def record_to_job(record: Mapping[str, str]) -> Job:
     """Rebuild a ``Job`` from its hash record (store-only fields left out: attempts,
-    worker, cancel_requested)."""
+    worker, cancel_requested, publish, tag)."""
     data: dict[str, Any] = {}
     for name, raw in record.items():
         if name in _TIME_FIELDS:
@@ -76,7 +76,7 @@ def record_to_job(record: Mapping[str, str]) -> Job:
             data[name] = float(raw)
         elif name == "tenant":
             data["tenant_id"] = raw
-        elif name in ("attempts", "worker", "cancel_requested"):
+        elif name in ("attempts", "worker", "cancel_requested", "publish", "tag"):
             continue
         else:
             data[name] = raw

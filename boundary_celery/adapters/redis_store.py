@@ -261,10 +261,12 @@ class RedisJobStore:
         *,
         due_ms: int | None = None,
         write: RecordWrite | None = None,
+        token: str = "",
     ) -> ScriptCall:
         """The ``enqueue`` call storing a serialized broker ``message`` and its record
         write at once: pushed on ``target_list`` (a list of ``queue``), or held in the
-        scheduled set until ``due_ms``."""
+        scheduled set until ``due_ms``. A ``token`` makes it idempotent: the same call
+        sent again (a publish retried after a lost reply) stores nothing more."""
         k = self.keys
         write = write or {}
         clear = [str(f) for f in write.get("clear") or ()]
@@ -274,7 +276,7 @@ class RedisJobStore:
             (target_list, k.job(job_id), k.scheduled, k.scheduled_messages, k.queues,
              k.queue_stats(queue), k.scheduler_wake, k.lists_wake),
             (message, "" if due_ms is None else str(due_ms), job_id, queue,
-             str(write.get("count") or ""), len(clear), *clear, *fields),
+             str(write.get("count") or ""), token, len(clear), *clear, *fields),
         )
 
     def enqueue(self, queue: str, priority: Priority, message: str, job_id: str, *,

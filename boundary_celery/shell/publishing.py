@@ -20,6 +20,7 @@ in time raises :class:`~boundary_celery.shell.timeouts.BrokerPublishError`.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -151,6 +152,7 @@ def finish_headers(jobs: Jobs, job: Job, headers: dict[str, Any], *,
     """Add the ``boundary`` header, the record write and the due time of ``job``'s message
     (an explicit record write already in ``headers`` is kept)."""
     now = now or utcnow()
+    headers.setdefault(wire.PUBLISH, os.urandom(8).hex())  # kombu's retry resends it
     due = _eta(headers.get("eta")) or job.execute_at
     headers["eta"] = None  # the scheduler holds the message: never a Celery ETA
     if due is not None and due > now:

@@ -336,6 +336,7 @@ class Channel(kombu_redis.Channel):
         "boundary_dlq_max_age_days",
         "boundary_wait_replicas",
         "boundary_wait_timeout_ms",
+        "boundary_max_message_bytes",
     )
     boundary_prefix = "boundary"
     boundary_dlq_max_size = 10_000
@@ -344,6 +345,9 @@ class Channel(kombu_redis.Channel):
     #: replicas have the job (0: at once).
     boundary_wait_replicas = 0
     boundary_wait_timeout_ms = 1000
+    #: ``[store] max_message_bytes`` (the setting's default): the most bytes a task
+    #: message's body may decode to; a bigger one is dead-lettered, never inflated.
+    boundary_max_message_bytes = 8_388_608
 
     _boundary_client: Any = None
     #: Queues consumed with acks (see :meth:`basic_consume`).
@@ -388,6 +392,7 @@ class Channel(kombu_redis.Channel):
         call = self.boundary_store.enqueue_call(
             queue, target, dumps(message), str(headers.get("id")),
             due_ms=headers.get(wire.DUE), write=headers.get(wire.WRITE),
+            token=str(headers.get(wire.PUBLISH) or ""),
         )
         batch = kwargs.pop("_publish_batch", None)
         with self.conn_or_acquire() as client:
@@ -561,9 +566,11 @@ class Channel(kombu_redis.Channel):
     def _parse_envelope(self, raw: bytes | str, queue: str) -> dict[str, Any] | None:
         """The broker message, or None after dead-lettering one that cannot be delivered:
         of a task message every field a worker reads on receipt is checked first, of any
-        other what kombu reads (``envelope.read_envelope``)."""
+        other what kombu reads (``envelope.read_envelope``); a task message's body is
+        decoded at most ``boundary_max_message_bytes`` far."""
         try:
-            return read_envelope(raw, task_message=self._task_queue(queue))
+            return read_envelope(raw, task_message=self._task_queue(queue),
+                                 max_body_bytes=int(self.boundary_max_message_bytes))
         except EnvelopeError as exc:
             reason = f"undeliverable broker message: {exc}"
         except Exception as exc:  # a bug in the checks: still never raised in the loop

@@ -6,9 +6,9 @@ the task name, the retry count Celery's ``retries`` header, the priority the mes
 ``priority`` property (a Celery integer, 0 most urgent; levels map in pairs).
 
 ``META`` travels with the message to the worker. ``JOB`` (the job already built by the
-publisher, in memory only), ``WRITE`` (the record write built by the store) and ``DUE``
-are read at publish time and stripped before the message is stored. ``VERDICT`` is set
-by the worker's consumer on receipt, never published.
+publisher, in memory only), ``WRITE`` (the record write built by the store), ``DUE``
+and ``PUBLISH`` are read at publish time and stripped before the message is stored.
+``VERDICT`` is set by the worker's consumer on receipt, never published.
 """
 
 from __future__ import annotations
@@ -32,13 +32,15 @@ JOB: Final = "x-boundary-job"
 WRITE: Final = "x-boundary-write"
 #: Epoch ms before which the message must not be delivered (goes to the scheduler).
 DUE: Final = "x-boundary-due"
+#: The publish's token: a publish kombu retries after a lost reply is stored once.
+PUBLISH: Final = "x-boundary-publish"
 #: The ``begin`` verdict the consumer got for this delivery (see transport.QoS).
 VERDICT: Final = "boundary_verdict"
 #: When the consumer received this delivery (epoch ms; see transport.QoS).
 RECEIVED: Final = "boundary_received"
 #: Headers read at publish or receipt and never stored with a message (a retry
 #: published from a delivery's context would otherwise carry its verdict).
-TRANSIENT: Final = frozenset({JOB, WRITE, DUE, VERDICT, RECEIVED})
+TRANSIENT: Final = frozenset({JOB, WRITE, DUE, PUBLISH, VERDICT, RECEIVED})
 
 
 def message_meta(
