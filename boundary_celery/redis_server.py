@@ -15,6 +15,10 @@ lingers); the temporary directory is removed. It is a context manager::
     # extra server arguments, e.g. a test of AOF persistence
     with RedisServer(extra_args=("--appendonly", "yes")) as server: ...
 
+    # a port fixed up front: its url is known before the server runs (a client started
+    # before Redis)
+    server = RedisServer(port=free_port())
+
 :func:`find_redis_server` finds the binary (``PATH``, then ``/usr/sbin``, ``/usr/bin``,
 ``/usr/local/bin``); ``BOUNDARY_DEMO_NO_REDIS=1`` makes it report none (the demo's switch to
 its in-memory fallback). :func:`free_port` and :func:`ping` are the small pieces it is made of.
@@ -125,10 +129,11 @@ class RedisServer:
     ``BOUNDARY_DEMO_NO_REDIS``: asking for a server means wanting one).
     ``extra_args``: more server arguments, appended after the defaults so they win, e.g.
     ``("--appendonly", "yes")``. ``workdir_prefix``: of the temporary ``--dir``.
-
-    The port is chosen by :meth:`start` (0 before); :attr:`url` and :meth:`client` are
-    usable once it returned. :meth:`stop` is idempotent and also removes the working
-    directory; use the instance as a context manager to have both done for you.
+    ``port``: a fixed port, for a server whose :attr:`url` is needed before it runs
+    (:meth:`start` then tries that port only); by default (0) :meth:`start` chooses a
+    free one, and :attr:`url` and :meth:`client` are usable once it returned.
+    :meth:`stop` is idempotent and also removes the working directory; use the instance
+    as a context manager to have both done for you.
     """
 
     def __init__(
@@ -137,6 +142,7 @@ class RedisServer:
         *,
         extra_args: Iterable[str] = (),
         workdir_prefix: str = "boundary-redis-",
+        port: int = 0,
     ) -> None:
         found = binary or find_redis_server(honor_env=False)
         if not found:
@@ -147,7 +153,8 @@ class RedisServer:
         self.binary = found
         self.extra_args = tuple(extra_args)
         self.workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
-        self.port = 0
+        self.fixed_port = port
+        self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
 
     # -- where -----------------------------------------------------------------------------
@@ -198,20 +205,21 @@ class RedisServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, timeout: float = 10.0, attempts: int = 3) -> RedisServer:
-        """Start on a free port and wait until it answers PING.
+        """Start on a free port (or the fixed one) and wait until it answers (INFO: a server
+        still loading its dataset does).
 
         A free port can be taken between the probe and the server's bind: up to
-        ``attempts`` ports are tried, each for ``timeout`` seconds. RedisServerError
-        (with the end of the server log) when none worked.
+        ``attempts`` ports are tried, each for ``timeout`` seconds (a fixed port: that
+        one only). RedisServerError (with the end of the server log) when none worked.
         """
         if self.running:
             return self
-        for _ in range(max(attempts, 1)):
-            self.port = free_port()
+        for _ in range(1 if self.fixed_port else max(attempts, 1)):
+            self.port = self.fixed_port or free_port()
             if self._spawn_and_wait(timeout):
                 return self
             self._stop_process()
-        self.port = 0
+        self.port = self.fixed_port
         raise RedisServerError("redis-server did not start: " + " | ".join(self.log_tail()))
 
     def _spawn_and_wait(self, timeout: float) -> bool:
