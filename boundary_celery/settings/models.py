@@ -221,7 +221,12 @@ class RetrySettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    """Job store, dead letter queue and counters in Redis."""
+    """Job store, dead letter queue and counters in Redis.
+
+    ``max_message_bytes`` bounds what a worker decodes of a task message: a body that
+    decodes (base64, decompression) to more bytes is dead-lettered unread, and a
+    compressed one is never inflated past the bound (a decompression bomb).
+    """
 
     model_config = _Section
 
@@ -235,6 +240,9 @@ class StoreSettings(BaseModel):
     #: Largest JSON-encoded job ``args`` an enqueue or a Celery publish may carry; a
     #: bigger one raises JobValidationError("args") before anything reaches Redis.
     max_args_bytes: int = Field(default=1_048_576, ge=1)
+    #: Most bytes a task message's body may decode to (after base64 and decompression,
+    #: checked while it inflates); a worker dead-letters a bigger one unread.
+    max_message_bytes: int = Field(default=8_388_608, ge=1)
 
 
 class AdminSettings(BaseModel):

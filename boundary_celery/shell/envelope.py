@@ -21,7 +21,12 @@ What is checked (Celery task protocol 2, JSON only):
   ``boundary`` header (:func:`boundary_celery.shell.wire.meta_problem`). Other headers
   (``argsrepr``, ``root_id``, ``origin``, custom ones...) are tolerated;
 - ``body``: a string that decodes (base64, compression) to JSON ``[args, kwargs, embed]``
-  (a list, an object, an object).
+  (a list, an object, an object), of at most ``max_body_bytes`` bytes (``[store]
+  max_message_bytes``). A compressed body is inflated incrementally and refused as soon
+  as it passes the bound, so a small message that would inflate to gigabytes (a
+  decompression bomb) never is: only kombu's zlib/gzip, bzip2 and lzma/xz codecs can be
+  inflated that way, a body compressed with any other (brotli, zstd, one an app
+  registered) is refused.
 
 What is not checked: that the task name is known (Celery's ``on_unknown_task`` handles
 it), nor that the arguments fit the handler.
@@ -34,14 +39,17 @@ handle their own errors: of those only what kombu reads to build a message is ch
 from __future__ import annotations
 
 import base64
+import bz2
 import json
+import lzma
 import math
 import uuid
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from celery.utils.time import maybe_iso8601, maybe_make_aware
-from kombu.compression import decompress
+from kombu.compression import get_decoder
 from kombu.utils import json as kombu_json
 
 from boundary_celery.shell import wire
@@ -51,6 +59,10 @@ CONTENT_TYPE: Final = "application/json"
 
 #: Keys of the protocol-2 ``embed`` object (canvas) and the JSON type each must have.
 _EMBED: Final = {"callbacks": list, "errbacks": list, "chain": list, "chord": dict}
+
+#: ``[store] max_message_bytes``'s default: the most bytes a task message's body may
+#: decode to (after base64 and decompression).
+DEFAULT_MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 
 
 class EnvelopeError(ValueError):
@@ -70,10 +82,13 @@ def _strict_loads(text: str, **_kombu_options: Any) -> Any:
     return _DECODER.decode(text)
 
 
-def read_envelope(raw: bytes | str, *, task_message: bool = True) -> dict[str, Any]:
+def read_envelope(raw: bytes | str, *, task_message: bool = True,
+                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, Any]:
     """The broker message ``raw``, decoded as kombu decodes it, once every field a worker
     reads before the pool runs it was checked; raises :class:`EnvelopeError`.
 
+    A task message's body may decode to at most ``max_body_bytes`` bytes (``[store]
+    max_message_bytes``); a compressed one is never inflated past that.
     ``task_message=False`` (a reply or a result, which clients read without acks: no
     ``QoS.append``, no Celery strategy) checks only what kombu reads to build a message.
     """
@@ -95,15 +110,16 @@ def read_envelope(raw: bytes | str, *, task_message: bool = True) -> dict[str, A
     if not isinstance(headers, dict):
         raise EnvelopeError(f"headers: expected an object, got {_kind(headers)}")
     _check_headers(headers)
-    _check_body(payload, properties, headers)
+    _check_body(payload, properties, headers, max_body_bytes)
     return payload
 
 
-def envelope_problem(raw: bytes | str, *, task_message: bool = True) -> str | None:
+def envelope_problem(raw: bytes | str, *, task_message: bool = True,
+                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> str | None:
     """Why ``raw`` cannot be delivered to a worker (see :func:`read_envelope`), or None
     when it can."""
     try:
-        read_envelope(raw, task_message=task_message)
+        read_envelope(raw, task_message=task_message, max_body_bytes=max_body_bytes)
     except EnvelopeError as exc:
         return str(exc)
     return None
@@ -274,7 +290,7 @@ def _check_timelimit(value: Any) -> None:
 
 
 def _check_body(payload: dict[str, Any], properties: dict[str, Any],
-                headers: dict[str, Any]) -> None:
+                headers: dict[str, Any], max_bytes: int) -> None:
     content_type = payload.get("content-type")
     if content_type != CONTENT_TYPE:
         raise EnvelopeError(f"content-type: expected {CONTENT_TYPE}, got {content_type!r:.100} "
@@ -296,11 +312,9 @@ def _check_body(payload: dict[str, Any], properties: dict[str, Any],
     if compression:
         if isinstance(data, str):  # kombu decompresses before it encodes a text body
             raise EnvelopeError("body: compressed but not base64-encoded")
-        try:
-            data = decompress(data, compression)
-        except Exception as exc:
-            raise EnvelopeError(f"body: cannot decompress ({compression!r:.50}): "
-                                f"{exc!r:.200}") from None
+        data = _inflate(data, compression, max_bytes)
+    elif _size_over(data, max_bytes):
+        raise EnvelopeError(f"body: {_size(data)} bytes, {_over(max_bytes)}")
     try:
         decoded = kombu_json.loads(data, _loads=_strict_loads)
     except Exception as exc:
@@ -322,3 +336,137 @@ def _check_body(payload: dict[str, Any], properties: dict[str, Any],
             raise EnvelopeError(f"body: embed.{key}: expected "
                                 f"{'an array' if kind is list else 'an object'} or null, "
                                 f"got {_kind(value)}")
+
+
+# -- bounded decompression --------------------------------------------------------
+
+
+def _over(limit: int) -> str:
+    return f"over the [store] max_message_bytes limit of {limit} bytes"
+
+
+def _size(data: bytes | str) -> int:
+    """Bytes of ``data`` (a text body: its UTF-8)."""
+    return len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+
+
+def _size_over(data: bytes | str, limit: int) -> bool:
+    """``_size(data) > limit``, without encoding a text body that cannot be."""
+    if isinstance(data, str) and (len(data) > limit or 4 * len(data) <= limit):
+        return len(data) > limit  # UTF-8 takes 1 to 4 bytes a character
+    return _size(data) > limit
+
+
+#: Most bytes inflated in one call.
+_CHUNK: Final = 256 * 1024
+
+
+class _TooBig(Exception):
+    """More output than the bound allows."""
+
+
+class _Parts:
+    """Output of one inflate, refused (:class:`_TooBig`) once past ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.parts: list[bytes] = []
+
+    def room(self) -> int:
+        """The most output to ask for next (one byte past the bound shows it is passed),
+        in chunks: a decompressor holds a chunk twice while it makes it."""
+        return min(_CHUNK, self.limit + 1 - self.size)
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise _TooBig
+        self.parts.append(chunk)
+
+
+def _inflate_zlib(data: bytes, out: _Parts) -> None:
+    """``zlib.decompress(data)`` (kombu's ``zlib``/``gzip``), at most ``out.room()``
+    bytes at a time: one stream, what follows its end ignored."""
+    inflater = zlib.decompressobj()
+    pending = data
+    while True:
+        chunk = inflater.decompress(pending, out.room())
+        out.add(chunk)
+        if inflater.eof:
+            return
+        pending = inflater.unconsumed_tail
+        if not pending and not chunk:  # all read, nothing more to come: cut short
+            raise zlib.error("Error -5 while decompressing data: incomplete or truncated "
+                             "stream")
+
+
+def _inflate_streams(data: bytes, out: _Parts, new: Callable[[], Any],
+                     bad_stream: type[Exception], cut_short: type[Exception],
+                     empty_is_data: bool) -> None:
+    """``bz2.decompress``/``lzma.decompress`` (concatenated streams; data after a valid
+    stream that is not one is ignored), at most ``out.room()`` bytes at a time."""
+    first = True
+    while data or not empty_is_data:
+        empty_is_data = True
+        decompressor = new()
+        stream = _Parts(out.limit - out.size)
+        try:
+            pending = data
+            while not decompressor.eof:
+                chunk = decompressor.decompress(pending, stream.room())
+                pending = b""
+                stream.add(chunk)
+                if decompressor.needs_input:
+                    break
+        except bad_stream:
+            if first:
+                raise
+            return  # not a stream: ignored, as the stdlib function does
+        if not decompressor.eof:
+            raise cut_short("Compressed data ended before the end-of-stream marker was "
+                            "reached")
+        for chunk in stream.parts:
+            out.add(chunk)
+        first = False
+        data = decompressor.unused_data
+
+
+def _inflate_bz2(data: bytes, out: _Parts) -> None:
+    _inflate_streams(data, out, bz2.BZ2Decompressor, OSError, ValueError, True)
+
+
+def _inflate_lzma(data: bytes, out: _Parts) -> None:
+    _inflate_streams(data, out, lzma.LZMADecompressor, lzma.LZMAError, lzma.LZMAError, False)
+
+
+#: kombu's registered decoders that can be run with a bound, and how.
+_BOUNDED: Final[dict[Any, Callable[[bytes, _Parts], None]]] = {
+    zlib.decompress: _inflate_zlib,
+    bz2.decompress: _inflate_bz2,
+    lzma.decompress: _inflate_lzma,
+}
+
+
+def _inflate(data: bytes, compression: str, limit: int) -> bytes:
+    """What kombu's ``decompress(data, compression)`` returns, inflated at most ``limit``
+    bytes (plus one) far: past that, or with a codec that cannot be bounded, refused."""
+    try:
+        inflate = _BOUNDED.get(get_decoder(compression))
+    except KeyError:
+        raise EnvelopeError(f"body: cannot decompress ({compression!r:.50}): "
+                            "unknown compression") from None
+    if inflate is None:
+        raise EnvelopeError(f"body: compressed with {compression!r:.50}, which a worker "
+                            "cannot inflate within [store] max_message_bytes (use zlib, "
+                            "bzip2 or lzma)")
+    out = _Parts(limit)
+    try:
+        inflate(data, out)
+    except _TooBig:
+        raise EnvelopeError(f"body: inflates ({compression!r:.50}) to more than {limit} "
+                            f"bytes, {_over(limit)}") from None
+    except Exception as exc:
+        raise EnvelopeError(f"body: cannot decompress ({compression!r:.50}): "
+                            f"{exc!r:.200}") from None
+    return b"".join(out.parts)

@@ -195,14 +195,19 @@ class QoS(kombu_redis.QoS):
         claimed = _CLAIMED.tag == str(delivery_tag)  # unacked record written by the claim
         if call is None:
             if claimed:
-                return virtual.QoS.append(self, message, delivery_tag)
-            return super().append(message, delivery_tag)
+                virtual.QoS.append(self, message, delivery_tag)
+            else:
+                super().append(message, delivery_tag)
+            if hook is not None:  # a worker: the pool child's begin records the tag
+                message.headers[wire.TAG] = str(delivery_tag)
+            return
         if claimed:
             verdict = self._begin(call)
         else:
             verdict = self._record_and_begin(message, delivery_tag, call)
+        # After the unacked copy was serialized: a redelivery never carries these.
+        message.headers[wire.TAG] = str(delivery_tag)
         if verdict is not None:
-            # After the unacked copy was serialized: a redelivery never carries a verdict.
             message.headers[wire.VERDICT] = verdict
             message.headers[wire.RECEIVED] = int(time.time() * 1000)
         virtual.QoS.append(self, message, delivery_tag)

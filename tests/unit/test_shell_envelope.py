@@ -1,29 +1,40 @@
 """``shell.envelope`` and ``wire.meta_problem``: which raw broker messages a worker can be
-handed, and why not the others (pure: no Redis, no worker)."""
+handed, and why not the others (pure: no Redis, no worker). A body's size is bounded
+while it inflates (``[store] max_message_bytes``): a decompression bomb is refused with
+memory near the bound, measured with ``tracemalloc``."""
 
 from __future__ import annotations
 
 import base64
+import bz2
 import copy
 import json
+import lzma
+import tracemalloc
 import uuid
 import zlib
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 import pytest
 import redis
+from kombu import compression as kombu_compression
+from kombu.compression import decompress
 
 from boundary_celery.core.job import create_job
 from boundary_celery.core.retry import RetryPolicy
+from boundary_celery.settings.models import StoreSettings
 from boundary_celery.shell import wire
 from boundary_celery.shell.envelope import (
+    DEFAULT_MAX_BODY_BYTES,
     EnvelopeError,
     envelope_problem,
     is_connection_error,
     job_type_of,
     read_envelope,
 )
+from boundary_celery.shell.transport import Channel, SentinelChannel
 
 JOB_ID = "714becd8-e46a-4ab9-858a-adeac1546384"
 
@@ -367,3 +378,180 @@ def test_the_valid_envelope_is_not_mutated_by_checking():
     before = copy.deepcopy(env)
     problem(env)
     assert env == before
+
+
+# -- the body's size bound: [store] max_message_bytes (issue 18) -------------------------
+
+MiB = 1 << 20
+BOMB_BYTES = 64 * MiB
+
+#: kombu's names for the codecs a worker inflates with a bound, and a streaming
+#: compressor of each (kombu's ``gzip`` is zlib's format, as ``zlib.compress`` writes it).
+CODECS: dict[str, Callable[[], Any]] = {
+    "zlib": zlib.compressobj,
+    "gzip": zlib.compressobj,
+    "application/x-gzip": zlib.compressobj,
+    "bzip2": bz2.BZ2Compressor,
+    "application/x-bz2": bz2.BZ2Compressor,
+    "lzma": lzma.LZMACompressor,
+    "xz": lzma.LZMACompressor,
+}
+
+
+#: Memory a decoder allocates besides its output: liblzma's dictionary, 8 MiB at kombu's
+#: preset (``lzma.compress``), which it fills only as far as it writes output.
+DICTIONARY = {"lzma": 9 * MiB}
+
+
+def compressed(codec: str, pieces: Iterable[bytes]) -> bytes:
+    packer = CODECS[codec]()
+    return b"".join([*(packer.compress(p) for p in pieces), packer.flush()])
+
+
+def bomb(codec: str) -> bytes:
+    """A Celery body ``[["aaa..."], {}, {}]`` of 64 MiB, compressed (a few KB), built
+    without holding it whole."""
+    return compressed(codec, [b'[["', *([b"a" * MiB] * 64), b'"], {}, {}]'])
+
+
+def body_of(size: int) -> bytes:
+    """A valid Celery body of exactly ``size`` bytes."""
+    body = json.dumps([["a" * (size - 14)], {}, {}]).encode()
+    assert len(body) == size
+    return body
+
+
+def packed(codec: str, data: bytes) -> str:
+    env = envelope(compression=codec)
+    env["body"] = base64.b64encode(data).decode()
+    return json.dumps(env)
+
+
+@pytest.fixture(scope="module", params=sorted({"zlib", "bzip2", "lzma"}))
+def bomb_codec(request: pytest.FixtureRequest) -> tuple[str, bytes]:
+    return request.param, bomb(request.param)
+
+
+@pytest.mark.parametrize("limit", [MiB, DEFAULT_MAX_BODY_BYTES])
+def test_a_decompression_bomb_is_refused_without_inflating_it(bomb_codec, limit):
+    """The bomb is refused, naming the bound and the setting, and what checking it
+    allocated stays near the bound, far below the 64 MiB it inflates to (kombu's
+    ``decompress`` would allocate all of it)."""
+    codec, data = bomb_codec
+    raw = packed(codec, data)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        with pytest.raises(EnvelopeError) as refused:
+            read_envelope(raw, max_body_bytes=limit)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(refused.value) == (
+        f"body: inflates ({codec!r}) to more than {limit} bytes, over the [store] "
+        f"max_message_bytes limit of {limit} bytes")
+    assert peak < limit + 2 * MiB + DICTIONARY.get(codec, 0) < BOMB_BYTES / 3, peak
+
+
+def test_the_default_bound_is_the_settings_and_the_transports():
+    assert DEFAULT_MAX_BODY_BYTES == 8_388_608
+    assert StoreSettings().max_message_bytes == DEFAULT_MAX_BODY_BYTES
+    assert Channel.boundary_max_message_bytes == DEFAULT_MAX_BODY_BYTES
+    assert "boundary_max_message_bytes" in Channel.from_transport_options
+    assert "boundary_max_message_bytes" in SentinelChannel.from_transport_options
+    with pytest.raises(ValueError, match="max_message_bytes"):
+        StoreSettings(max_message_bytes=0)
+    bomb_raw = packed("zlib", bomb("zlib"))
+    assert "limit of 8388608 bytes" in (envelope_problem(bomb_raw) or "")
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_a_body_up_to_the_bound_is_delivered_one_byte_more_is_not(codec):
+    size = 100_000
+    raw = packed(codec, compressed(codec, [body_of(size)]))
+    assert envelope_problem(raw, max_body_bytes=size) is None
+    assert envelope_problem(raw, max_body_bytes=size - 1) == (
+        f"body: inflates ({codec!r}) to more than {size - 1} bytes, over the [store] "
+        f"max_message_bytes limit of {size - 1} bytes")
+
+
+def test_an_uncompressed_body_is_bounded_too():
+    size = 100_000
+    env = envelope()
+    env["body"] = base64.b64encode(body_of(size)).decode()
+    raw = json.dumps(env)
+    assert envelope_problem(raw, max_body_bytes=size) is None
+    assert envelope_problem(raw, max_body_bytes=size - 1) == (
+        f"body: {size} bytes, over the [store] max_message_bytes limit of {size - 1} bytes")
+
+
+def test_a_text_body_is_bounded_by_its_utf8_bytes():
+    text = changed("properties.body_encoding", "utf-8")
+    text["body"] = json.dumps([["é" * 1000], {}, {}], ensure_ascii=False)  # 2 bytes each
+    size = len(text["body"].encode())
+    raw = json.dumps(text)
+    assert envelope_problem(raw, max_body_bytes=size) is None
+    assert envelope_problem(raw, max_body_bytes=size - 1) == (
+        f"body: {size} bytes, over the [store] max_message_bytes limit of {size - 1} bytes")
+    assert envelope_problem(raw, max_body_bytes=len(text["body"])) is not None
+
+
+def _kombu_outcome(data: bytes, codec: str) -> tuple[str, bytes | None]:
+    try:
+        return "delivered", decompress(data, codec)
+    except Exception:
+        return "refused", None
+
+
+def _edge_cases(codec: str) -> list[bytes]:
+    body = b"[[1], {}, {}]"
+    whole = compressed(codec, [body])
+    return [whole, whole + b"trailing junk", whole + compressed(codec, [b"[[2], {}, {}]"]),
+            whole + whole + b"x", whole[:-3], whole[: len(whole) // 2], b"", b"junk",
+            compressed(codec, [b""])]
+
+
+@pytest.mark.parametrize("codec", ["zlib", "bzip2", "lzma"])
+def test_the_bounded_inflate_reads_what_kombus_decompress_reads(codec):
+    """Concatenated streams, data after the end, cut-short or empty input: delivered or
+    refused as kombu's ``decompress`` (the stdlib function) would read them, to the same
+    body."""
+    for data in _edge_cases(codec):
+        outcome, body = _kombu_outcome(data, codec)
+        raw = packed(codec, data)
+        found = envelope_problem(raw)
+        if outcome == "delivered" and body is not None and _shape_ok(body):
+            assert found is None, (data, found)
+            assert base64.b64decode(read_envelope(raw)["body"]) == data
+        else:
+            assert found is not None and found.startswith("body: "), (data, found)
+            if outcome == "refused":
+                assert found.startswith(f"body: cannot decompress ({codec!r}): "), found
+
+
+def _shape_ok(body: bytes) -> bool:
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(decoded, list) and len(decoded) == 3
+
+
+def test_a_codec_that_cannot_be_bounded_is_refused_unread(monkeypatch):
+    """A codec registered with kombu (brotli, zstd, an app's own) whose decoder cannot be
+    stopped at a bound: the message is refused and the decoder never runs."""
+    for name in ("_encoders", "_decoders", "_aliases"):
+        monkeypatch.setattr(kombu_compression, name, dict(getattr(kombu_compression, name)))
+    calls: list[bytes] = []
+
+    def inflate_all(data: bytes) -> bytes:
+        calls.append(data)
+        return zlib.decompress(data)
+
+    kombu_compression.register(zlib.compress, inflate_all, "application/x-test-unbounded",
+                               aliases=["unbounded"])
+    raw = packed("unbounded", zlib.compress(b"[[], {}, {}]"))
+    assert envelope_problem(raw) == (
+        "body: compressed with 'unbounded', which a worker cannot inflate within "
+        "[store] max_message_bytes (use zlib, bzip2 or lzma)")
+    assert calls == []
