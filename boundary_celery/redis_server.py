@@ -19,6 +19,12 @@ lingers); the temporary directory is removed. It is a context manager::
     # before Redis)
     server = RedisServer(port=free_port())
 
+    # a server that loads its dataset until told to finish (clients get LOADING errors)
+    with RedisServer(extra_args=SLOW_LOADING_ARGS) as server:
+        server.restart_loading()
+        ...
+        server.finish_loading()
+
 :func:`find_redis_server` finds the binary (``PATH``, then ``/usr/sbin``, ``/usr/bin``,
 ``/usr/local/bin``); ``BOUNDARY_DEMO_NO_REDIS=1`` makes it report none (the demo's switch to
 its in-memory fallback). :func:`free_port` and :func:`ping` are the small pieces it is made of.
@@ -47,6 +53,7 @@ __all__ = [
     "NO_REDIS_ENV",
     "REDIS_SERVER_DIRS",
     "SHARED_PORT",
+    "SLOW_LOADING_ARGS",
     "RedisServer",
     "RedisServerError",
     "find_redis_server",
@@ -60,6 +67,10 @@ REDIS_SERVER_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/bin")
 NO_REDIS_ENV = "BOUNDARY_DEMO_NO_REDIS"
 #: The default Redis port, assumed shared with other users: never handed out by free_port().
 SHARED_PORT = 6379
+#: Server arguments under which loading an RDB takes 1 ms a key and the server answers
+#: between keys (INFO, CONFIG SET): see :meth:`RedisServer.restart_loading`.
+SLOW_LOADING_ARGS = ("--key-load-delay", "1000",
+                     "--loading-process-events-interval-bytes", "1024")
 
 
 class RedisServerError(RuntimeError):
@@ -286,6 +297,47 @@ class RedisServer:
         if self._spawn_and_wait(timeout):
             return self
         raise RedisServerError("redis-server did not restart: " + " | ".join(self.log_tail()))
+
+    def restart_loading(self, keys: int = 20_000) -> RedisServer:
+        """Write ``keys`` filler keys (``filler:<n>``), SAVE, and restart onto that RDB.
+
+        Started with :data:`SLOW_LOADING_ARGS`, the server is back (answering INFO) while
+        it still loads, about ``keys`` ms, or until :meth:`finish_loading`: meanwhile
+        other commands get ``LOADING`` errors (redis-py's BusyLoadingError).
+        """
+        client = self.client()
+        try:
+            pipe = client.pipeline(transaction=False)
+            for start in range(0, keys, 1000):
+                pipe.mset({f"filler:{n}": "x" * 100
+                           for n in range(start, min(start + 1000, keys))})
+            pipe.execute()
+            client.save()
+        finally:
+            client.close()
+        return self.restart(crash=False)
+
+    def loading(self) -> bool:
+        """The server is loading its dataset (``INFO persistence``)."""
+        client = self.client()
+        try:
+            return bool(int(client.info("persistence").get("loading", 0)))
+        finally:
+            client.close()
+
+    def finish_loading(self, timeout: float = 30.0) -> None:
+        """Lift the per-key load delay (CONFIG SET is served while loading) and wait until
+        the dataset is loaded."""
+        client = self.client()
+        try:
+            client.config_set("key-load-delay", 0)
+        finally:
+            client.close()
+        deadline = time.monotonic() + timeout
+        while self.loading():
+            if time.monotonic() > deadline:
+                raise RedisServerError(f"still loading after {timeout} s")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Stop the server (TERM, then KILL) and remove its working directory."""

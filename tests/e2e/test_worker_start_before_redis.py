@@ -22,15 +22,13 @@ from celery import Celery
 
 import boundary_celery
 from boundary_celery.core import JobStatus
-from boundary_celery.redis_server import RedisServer, free_port
+from boundary_celery.redis_server import SLOW_LOADING_ARGS, RedisServer, free_port
 from boundary_celery.testing import Sandbox, WorkerProcess, wait_for
 from tests.conftest import ROOT
 
 APP = "tests.e2e.jobs_app"
 WAIT_LINE = "Redis not usable at worker start; retrying"
 PASSWORD, OLD_PASSWORD = "s3cret-new", "s3cret-old"
-#: Per key while loading (µs): 20 000 keys load in 20 s unless the test lifts the delay.
-KEYS, LOAD_DELAY_US = 20_000, 1000
 
 
 def with_password(url: str, password: str) -> str:
@@ -44,23 +42,11 @@ def down(server: RedisServer) -> tuple[str, Callable[[], None]]:
 
 
 def loading(server: RedisServer) -> tuple[str, Callable[[], None]]:
-    """The server restarted onto an RDB it loads one key per ``LOAD_DELAY_US`` (until
-    the returned function lifts the delay)."""
-    server.start()
-    client = server.client()
-    pipe = client.pipeline(transaction=False)
-    for i in range(0, KEYS, 1000):
-        pipe.mset({f"filler:{j}": "x" * 100 for j in range(i, i + 1000)})
-    pipe.execute()
-    client.save()
-    client.close()
-    server.restart(crash=False)  # returns once INFO answers: still loading
-    assert server.client().info("persistence")["loading"] == 1
-
-    def finish() -> None:
-        server.client().config_set("key-load-delay", 0)  # CONFIG SET works while loading
-
-    return server.url, finish
+    """The server restarted onto an RDB it loads slowly until the returned function lets
+    it finish."""
+    server.start().restart_loading()
+    assert server.loading()
+    return server.url, server.finish_loading
 
 
 def password_not_set_yet(server: RedisServer) -> tuple[str, Callable[[], None]]:
@@ -77,11 +63,7 @@ def password_not_set_yet(server: RedisServer) -> tuple[str, Callable[[], None]]:
 
 @pytest.fixture
 def server() -> Iterator[RedisServer]:
-    server = RedisServer(
-        port=free_port(),
-        extra_args=("--key-load-delay", str(LOAD_DELAY_US),  # only while loading an RDB
-                    "--loading-process-events-interval-bytes", "1024"),
-    )
+    server = RedisServer(port=free_port(), extra_args=SLOW_LOADING_ARGS)
     yield server
     server.stop()
 

@@ -1,12 +1,18 @@
-"""``shell.heartbeat``: a worker's name in the store's worker set (real Redis)."""
+"""``shell.heartbeat``: a worker's name in the store's worker set (real Redis); the
+heartbeat thread rides out a private Redis going down and loading."""
 
 from __future__ import annotations
 
+import logging
 import time
 
+from celery import Celery
+
+import boundary_celery
+from boundary_celery.redis_server import SLOW_LOADING_ARGS, RedisServer, free_port
 from boundary_celery.shell.clock import epoch_ms, utcnow
 from boundary_celery.shell.heartbeat import Heartbeat
-from boundary_celery.testing import wait_for
+from boundary_celery.testing import Sandbox, wait_for
 
 WORKER = "w-heartbeat@localhost"
 
@@ -104,3 +110,50 @@ def test_a_beat_renews_the_leases_it_is_given_and_never_revives_an_acked_one(
     assert ages["held"] < 5  # renewed now
     assert ages["someone-elses"] > 99  # not this worker's: left to lapse
     assert "acked-meanwhile" not in ages  # XX: an acked delivery is not re-added
+
+
+def warnings_naming(caplog, text: str, error: str) -> list[logging.LogRecord]:
+    return [r for r in list(caplog.records) if text in r.getMessage() and error in r.getMessage()]
+
+
+def test_the_heartbeat_thread_rides_out_redis_down_then_loading(caplog):
+    port = free_port()
+    box = Sandbox(url=f"redis://127.0.0.1:{port}/0")
+    first = RedisServer(port=port).start()
+    app = Celery("heartbeat-redis-away")
+    jobs = boundary_celery.install(app, box.settings(workers={"heartbeat_interval_s": 1}))
+    hb = Heartbeat(jobs, WORKER)
+    second = RedisServer(port=port, extra_args=SLOW_LOADING_ARGS)
+    caplog.set_level(logging.WARNING, logger="boundary_celery.worker")
+    r, key = box.redis, box.keys.workers
+
+    def beat_seen() -> bool:
+        r.zrem(key, WORKER)  # a beat after this one puts it back
+        return wait_for(lambda: r.zscore(key, WORKER) is not None, timeout=10,
+                        message="a beat")
+
+    try:
+        hb.start()
+        beat_seen()
+        first.stop()  # down: connection refused until the next server starts
+        wait_for(lambda: warnings_naming(caplog, "Heartbeat failed", "ConnectionError"),
+                 timeout=10, message="a failed beat while Redis is down")
+        second.start()
+        beat_seen()
+        second.restart_loading()  # loading until finish_loading
+        wait_for(lambda: warnings_naming(caplog, "Heartbeat failed", "BusyLoadingError"),
+                 timeout=10, message="a failed beat while Redis loads")
+        assert second.loading()
+        second.finish_loading()
+        beat_seen()
+        assert hb._thread is not None and hb._thread.is_alive()
+        failed = warnings_naming(caplog, "Heartbeat failed", "")
+        assert all(r.levelno == logging.WARNING and r.exc_info is None for r in failed)
+    finally:
+        hb._stopped.set()
+        if hb._thread is not None:
+            hb._thread.join(5)
+        jobs.store.close()
+        r.close()
+        first.stop()
+        second.stop()

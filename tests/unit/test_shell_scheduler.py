@@ -1,4 +1,5 @@
-"""``shell.scheduler``: SchedulerLoop passes over real Redis; a failed pass is logged."""
+"""``shell.scheduler``: SchedulerLoop passes over real Redis; a failed pass is logged, and
+a started loop rides out a private Redis going down and loading."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from datetime import timedelta
 
 from celery import Celery
 
+import boundary_celery
 from boundary_celery.adapters.redis_store import RedisJobStore
 from boundary_celery.core.job import JobStatus
+from boundary_celery.redis_server import SLOW_LOADING_ARGS, RedisServer, free_port
 from boundary_celery.shell.clock import utcnow
 from boundary_celery.shell.jobs import Jobs
 from boundary_celery.shell.scheduler import SchedulerLoop
-from boundary_celery.testing import wait_for
+from boundary_celery.testing import Sandbox, wait_for
 
 
 class Beats:
@@ -124,3 +127,47 @@ def test_a_failing_heartbeat_is_logged_not_raised(make_jobs, caplog):
     failures = [r for r in caplog.records if "heartbeat failed" in r.message]
     assert len(failures) == 2
     assert all(r.exc_info and isinstance(r.exc_info[1], OSError) for r in failures)
+
+
+def test_the_started_loop_rides_out_redis_down_then_loading(caplog):
+    port = free_port()
+    box = Sandbox(url=f"redis://127.0.0.1:{port}/0")
+    first = RedisServer(port=port).start()
+    jobs = boundary_celery.install(Celery("scheduler-redis-away"), box.settings())
+    loop = SchedulerLoop(jobs, interval_ms=100)
+    second = RedisServer(port=port, extra_args=SLOW_LOADING_ARGS)
+    q = box.queue()
+    caplog.set_level(logging.WARNING, logger="boundary_celery.scheduler")
+
+    def failed(error: str) -> list[logging.LogRecord]:
+        return [r for r in list(caplog.records)
+                if "Scheduler pass failed" in r.getMessage() and error in r.getMessage()]
+
+    def moves_a_job() -> None:
+        before = jobs.queue_size(q)
+        jobs.enqueue("t.sched", {"k": 1}, queue=q, execute_at=utcnow() + timedelta(seconds=1))
+        assert jobs.scheduled_count() == 1  # scheduled, not queued (see schedule_soon)
+        wait_for(lambda: jobs.queue_size(q) == before + 1 and jobs.scheduled_count() == 0,
+                 timeout=10, message="the scheduled job moved")
+
+    try:
+        loop.start()
+        moves_a_job()
+        first.stop()  # down: connection refused until the next server starts
+        wait_for(lambda: failed("ConnectionError"), timeout=10,
+                 message="a failed pass while Redis is down")
+        second.start()
+        moves_a_job()
+        second.restart_loading()  # loading until finish_loading
+        wait_for(lambda: failed("BusyLoadingError"), timeout=10,
+                 message="a failed pass while Redis loads")
+        assert second.loading()
+        second.finish_loading()
+        moves_a_job()
+        assert loop._thread is not None and loop._thread.is_alive()
+        assert all(r.levelno == logging.WARNING and r.exc_info is None for r in failed(""))
+    finally:
+        loop.stop()
+        jobs.store.close()
+        first.stop()
+        second.stop()
