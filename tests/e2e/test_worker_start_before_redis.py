@@ -8,12 +8,14 @@ defaults: nothing listens on the port (connection refused); Redis is loading its
 worker is started, logs its wait, and is still running; then Redis becomes usable, the
 worker becomes ready and a job enqueued then completes.
 
-With ``broker_connection_retry_on_startup = False`` the worker fails at once, as Celery's
-own consumer does (``celery.worker.consumer.consumer.Consumer.ensure_connected``).
+With ``broker_connection_retry_on_startup = False`` the worker fails at once, and with
+``broker_connection_max_retries = 2`` after two retries, as Celery's own consumer does
+(``celery.worker.consumer.consumer.Consumer.ensure_connected``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -100,13 +102,18 @@ def test_worker_started_before_redis_waits_then_works(server, not_usable):
         worker.stop()  # the private server goes at teardown, with the sandbox's keys
 
 
-def test_without_retry_on_startup_the_worker_fails_at_once(server):
+@pytest.mark.parametrize(("conf", "waits"), [
+    ({"broker_connection_retry_on_startup": False}, 0),
+    ({"broker_connection_max_retries": 2}, 2),
+], ids=["no-retry-on-startup", "max-retries-2"])
+def test_the_worker_gives_up_as_celery_settings_say(server, conf, waits):
     box = Sandbox(url=server.url)  # never started
-    worker = WorkerProcess("tests.e2e.no_startup_retry_app", box.env(), [box.queue()],
+    env = box.env(E2E_CELERY_CONF=json.dumps(conf))
+    worker = WorkerProcess("tests.e2e.startup_retry_app", env, [box.queue()],
                            cwd=ROOT).start()
     try:
         wait_for(lambda: not worker.running, timeout=60, message="the worker exits")
         assert worker.proc is not None and worker.proc.returncode != 0
-        assert WAIT_LINE not in worker.log_text()
+        assert worker.log_text().count(WAIT_LINE) == waits
     finally:
         worker.stop()
