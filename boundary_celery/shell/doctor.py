@@ -19,6 +19,7 @@ from boundary_celery.core.retry import calculate_retry_delay
 from boundary_celery.shell.defaults import task_max_retries
 from boundary_celery.shell.install import REDIS_SCHEMES
 from boundary_celery.shell.task import BoundaryTask
+from boundary_celery.shell.task_base import describe
 
 if TYPE_CHECKING:
     from boundary_celery.shell.jobs import Jobs
@@ -56,12 +57,18 @@ def audit(app: Any) -> list[Finding]:
     tasks, failure = load_tasks(app)
     if failure:
         found.append(Finding("error", "tasks", "imports", failure))
+    app_base = describe(app.Task)
+    if jobs is not None:
+        found.append(Finding("info", "task base", str(app.main or "app"), _base_detail(app_base)))
     bodies: dict[str, set[str]] = {}
     for module in sorted({t.__module__ for t in tasks}):
         found += _module(app, module, bodies)
     for task in tasks:
         run = getattr(task, "__wrapped__", None) or task.run  # the decorated function
         found += _task(task, jobs, bodies.get(f"{task.__module__}:{run.__name__}", set()))
+        own = describe(type(task))
+        if jobs is not None and isinstance(task, BoundaryTask) and own != app_base:
+            found.append(Finding("info", "task base", str(task.name), _base_detail(own)))
     if jobs is not None:
         queues = declared_queues(app, tasks)
         redis_found, reachable = _redis(app, jobs, queues)
@@ -106,6 +113,14 @@ def _install(app: Any, jobs: Jobs | None) -> Iterator[Finding]:
                       "redis://, rediss://, unix:// or sentinel:// broker")
 
 
+def _base_detail(base: str) -> str:
+    """``ContextTask + BoundaryTask: ...`` for a ``task base`` finding."""
+    if base == "BoundaryTask":
+        return "BoundaryTask (no project base)"
+    return (f"{base}: every task is a job, and the project base's __call__ and hooks "
+            "(on_failure, after_return, ...) run as in Celery")
+
+
 def _settings(jobs: Jobs | None) -> Iterator[Finding]:
     for note in jobs.conf_notes if jobs is not None else ():
         value = f"{note.setting}={note.value!r}"
@@ -126,8 +141,10 @@ def _task(task: Any, jobs: Jobs | None, calls: set[str]) -> Iterator[Finding]:
         bases = ", ".join(b.__name__ for b in type(task).__bases__)
         yield Finding("error", "task", name,
                       f"not a job: its base ({bases}) does not derive from BoundaryTask (a "
-                      "custom base=, or defined before install() on a finalized app): its "
-                      "runs are not recorded (the record written at publish stays pending)")
+                      "task created before install(): on an app already finalized, or "
+                      "decorated with base= and shared=False; or a class registered with "
+                      "register_task): its runs are not recorded (the record written at "
+                      "publish stays pending)")
     celery = _celery_retries(task, "retry" in calls)
     if getattr(task, "boundary_declared", False):
         yield Finding("info", "retries", name, _boundary_retries(task, jobs))

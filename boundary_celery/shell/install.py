@@ -23,6 +23,7 @@ from boundary_celery.shell.logfmt import event, set_format, tally
 from boundary_celery.shell.publishing import BoundaryAMQP
 from boundary_celery.shell.revoked import install_control  # connects task_revoked
 from boundary_celery.shell.task import BoundaryTask
+from boundary_celery.shell.task_base import boundary_base
 from boundary_celery.shell.worker_step import WorkerRuntime
 
 if TYPE_CHECKING:
@@ -48,7 +49,9 @@ def install(
     own wiring is boundary's (``broker_transport``, ``worker_consumer``, the transport's
     priority steps and key names); a different user value there is replaced with a warning.
     The app's default queue is kept; a worker started without ``-Q`` consumes every queue
-    its job types declare.
+    its job types declare. The project's own task base (``task_cls``, ``app.Task`` set
+    before or after install(), ``base=``) is combined with BoundaryTask
+    (:mod:`~boundary_celery.shell.task_base`); one that cannot be is refused by name.
     """
     settings = settings or load_settings()
     set_format(settings.logging.format)
@@ -59,6 +62,7 @@ def install(
     if app.conf.task_protocol != 2:
         raise ConfigConflict("task_protocol", app.conf.task_protocol,
                              "boundary-celery reads Celery's message protocol 2")
+    task_base = _task_base(app)  # refused before anything changes
     notes = conf_policy.plan(app.conf, settings)
     user_options = dict(app.conf.broker_transport_options or {})
     master = _sentinel_master(url, user_options, settings.redis)
@@ -115,7 +119,7 @@ def install(
         # its Redis transport reads only a non-empty dict (``True`` would connect without
         # TLS), so the settings' options fill in for those.
         app.conf.broker_use_ssl = tls
-    _make_tasks_jobs(app)
+    _make_tasks_jobs(app, task_base)
     if WorkerRuntime not in app.steps["worker"]:
         app.steps["worker"].add(WorkerRuntime)
     jobs = Jobs(app, settings, store, tenant_hook=tenant_hook)
@@ -179,17 +183,22 @@ def _broker_tls(
     return dict(user), notes
 
 
-def _make_tasks_jobs(app: Celery) -> None:
-    """BoundaryTask becomes the app's task base (combined with a custom one), its AMQP
-    publishes jobs, its control records revokes on the jobs, and at finalize job types'
-    aliases are registered and their queues join the consumed queues."""
-    base = app.Task
-    if not issubclass(base, BoundaryTask):
-        user_cls = app.task_cls if app._custom_task_cls_used else None  # type: ignore[attr-defined]
-        app.task_cls = (BoundaryTask if user_cls is None else  # type: ignore[assignment]
-                        type("BoundaryTask", (BoundaryTask, symbol_by_name(user_cls)),
-                             {"abstract": True, "__module__": __name__}))
+def _task_base(app: Any) -> type[BoundaryTask]:
+    """The app's task base under install(): BoundaryTask combined with the project's own
+    (see :mod:`~boundary_celery.shell.task_base`); TaskBaseConflict names a base that
+    cannot be combined."""
+    setting, own = _project_base(app)
+    return BoundaryTask if own is None else boundary_base(own, setting)
+
+
+def _make_tasks_jobs(app: Celery, base: type[BoundaryTask]) -> None:
+    """``base`` becomes the app's task base, its AMQP publishes jobs, its control records
+    revokes on the jobs, and at finalize job types' aliases are registered and their
+    queues join the consumed queues."""
+    if symbol_by_name(app.task_cls) is not base:  # type: ignore[arg-type]
+        app.task_cls = base  # type: ignore[assignment]
         app.__dict__.pop("Task", None)  # cached_property: rebuilt from task_cls
+    _combine_on_creation(app)
     if not isinstance(app.amqp, BoundaryAMQP):
         app.amqp_cls = BoundaryAMQP  # type: ignore[assignment]
         app.__dict__.pop("amqp", None)
@@ -199,6 +208,40 @@ def _make_tasks_jobs(app: Celery) -> None:
         app._boundary_queues_hooked = True  # type: ignore[attr-defined]
     if app.finalized:  # type: ignore[attr-defined]
         _on_finalize(app)
+
+
+def _project_base(app: Any) -> tuple[str, Any]:
+    """Where the app's own task base was set and the class (None: Celery's ``Task``).
+
+    ``app.Task = X`` (Flask's Celery guide) stores ``X`` in the instance's ``__dict__``,
+    where Celery also caches the class it builds from ``task_cls`` (``create_task_cls``:
+    a subclass named ``Task`` holding ``_app``); an assigned class wins over ``task_cls``.
+    """
+    cached = app.__dict__.get("Task")
+    if cached is not None and not (cached.__name__ == "Task" and "_app" in cached.__dict__):
+        return "app.Task", cached
+    cls = symbol_by_name(app.task_cls)
+    if app._custom_task_cls_used or (isinstance(cls, type) and issubclass(cls, BoundaryTask)):
+        return "task_cls", cls
+    return "task_cls", None
+
+
+def _combine_on_creation(app: Any) -> None:
+    """Every task the app creates from now on derives from BoundaryTask: ``base=X``
+    (``@app.task``, ``shared_task``) and an ``app.Task = X`` assigned after install() are
+    combined when the task is created (Celery's ``_task_from_fun`` builds each task as a
+    subclass of ``base or app.Task``). A task decorated before install() with its own
+    ``base=`` and ``shared=False`` is not covered; ``boundary doctor`` reports it."""
+    if "_task_from_fun" in app.__dict__:
+        return
+    create = app._task_from_fun
+
+    def _task_from_fun(fun: Any, name: Any = None, base: Any = None, **options: Any) -> Any:
+        setting = "base" if base is not None else "app.Task"
+        return create(fun, name=name, base=boundary_base(base or app.Task, setting),
+                      **options)
+
+    app._task_from_fun = _task_from_fun
 
 
 def _on_finalize(sender: Any = None, **_: Any) -> None:

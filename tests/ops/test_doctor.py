@@ -32,6 +32,10 @@ SEP = "\x06\x16"
 TASK_CHECKS = {"task", "retries", "time limit", "canvas"}
 
 
+class ContextBase(Task):
+    """A project's own task base (e.g. one opening an application context)."""
+
+
 def new_app(sandbox: Sandbox, **conf: Any) -> Celery:
     """An app on the sandbox: its own default queue, and a control exchange no worker
     listens on (so no other test's worker answers the doctor)."""
@@ -90,8 +94,10 @@ def test_an_app_without_install_or_redis_broker(sandbox: Sandbox) -> None:
     assert not any(f.check in ("redis", "workers") for f in findings)  # not asked
 
 
-def test_a_task_with_a_custom_base_is_not_a_job(sandbox: Sandbox) -> None:
-    app = install(new_app(sandbox), sandbox)
+def test_a_custom_base_is_combined_and_shown(sandbox: Sandbox) -> None:
+    app = new_app(sandbox)
+    app.Task = ContextBase  # type: ignore[misc]  # before install(), as in Flask's guide
+    install(app, sandbox)
 
     class PlainBase(Task):
         abstract = True
@@ -105,10 +111,35 @@ def test_a_task_with_a_custom_base_is_not_a_job(sandbox: Sandbox) -> None:
         return None
 
     findings = audit(app)
+    assert about(findings, app.main)[0][:2] == ("info", "task base")
+    assert about(findings, app.main)[0][2].startswith("ContextBase + BoundaryTask: every task")
     ((severity, check, detail),) = about(findings, "doctor.custom")
+    assert (severity, check) == ("info", "task base")
+    assert detail.startswith("PlainBase + BoundaryTask")
+    assert about(findings, "doctor.fine") == []  # the app's base: not repeated
+    assert own(findings, "error", "warning") == []
+
+
+def test_the_default_base_is_shown(sandbox: Sandbox) -> None:
+    app = install(new_app(sandbox), sandbox)
+    assert about(audit(app), app.main) == [
+        ("info", "task base", "BoundaryTask (no project base)")]
+
+
+def test_a_task_class_registered_by_hand_is_not_a_job(sandbox: Sandbox) -> None:
+    app = install(new_app(sandbox), sandbox)
+
+    class PlainTask(Task):
+        name = "doctor.registered"
+
+        def run(self) -> None:
+            return None
+
+    app.register_task(PlainTask())
+    findings = audit(app)
+    ((severity, check, detail),) = about(findings, "doctor.registered")
     assert (severity, check) == ("error", "task")
-    assert detail.startswith("not a job: its base (PlainBase) does not derive from BoundaryTask")
-    assert about(findings, "doctor.fine") == []
+    assert detail.startswith("not a job: its base (Task) does not derive from BoundaryTask")
 
 
 def test_retry_options_say_what_they_become(sandbox: Sandbox) -> None:
@@ -313,9 +344,13 @@ APP_SOURCE = """
         return x + y
 
     if os.environ.get("DOCTOR_BAD_TASK") == "1":
-        @app.task(shared=False, name="cli.custom", base=PlainBase)
-        def custom():
-            return None
+        class Custom(PlainBase):
+            name = "cli.custom"
+
+            def run(self):
+                return None
+
+        app.register_task(Custom())  # a task class registered by hand: not a job
 """
 
 
