@@ -3,7 +3,8 @@
 A setting the user left at Celery's default gets the value Boundary needs (and the
 change is logged). A value the user chose is kept, with a warning when it weakens a
 guarantee, or refused with :class:`ConfigConflict` naming the setting when Boundary
-cannot work with it (pickle, a non-JSON serializer). The broker wiring (transport,
+cannot work with it (pickle, a non-JSON serializer, a kombu transport option that changes
+key names or the fetch: :data:`REFUSED_TRANSPORT_OPTIONS`). The broker wiring (transport,
 consumer, priority lists and key names) is boundary-celery's; a user value there is
 replaced with a warning. ``celery boundary doctor`` shows the same notes.
 """
@@ -148,6 +149,48 @@ def wiring_notes(conf: Any, broker_options: dict[str, Any]) -> list[ConfNote]:
             notes.append(ConfNote(f"broker_transport_options.{key}", "replaced", user[key],
                                   warning=f"the job store's value {value!r} is used"))
     return notes
+
+
+#: kombu Redis transport options (``broker_transport_options``) that would silently break
+#: boundary-celery, each with the reason it is refused and what to use instead. The
+#: options boundary-celery sets itself (``priority_steps``, ``sep``, the unacked keys,
+#: ``visibility_timeout``) are replaced with a warning instead (see :func:`wiring_notes`).
+REFUSED_TRANSPORT_OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "global_keyprefix": (
+        bool,
+        "kombu's prefixing client prefixes only the first key of an EVALSHA and none of "
+        "a command sent straight on a connection (the worker's claim), while the scripts "
+        "that publish, claim, lease and dead-letter jobs take several keys: jobs would be "
+        "published under the prefix and never claimed; to share one Redis between "
+        "projects, give each a "
+        "[store] key_prefix (BOUNDARY_STORE__KEY_PREFIX) and its own queue names, or its "
+        "own Redis database (redis://host:6379/N)"),
+    "ack_emulation": (
+        lambda value: not value,
+        "without it kombu drops the unacked bookkeeping that leases, redelivery after a "
+        "worker dies and the consumer's begin call live in (kombu swaps in its plain QoS); "
+        "leave it at kombu's default (True)"),
+}
+
+#: Celery broker settings that would put messages and job records in different places.
+SAME_BROKER_SETTINGS = ("broker_read_url", "broker_write_url")
+
+
+def refuse_broker_options(conf: Any, url: str) -> None:
+    """Raise :class:`ConfigConflict` for a broker option boundary-celery cannot work with:
+    a :data:`REFUSED_TRANSPORT_OPTIONS` value, or a read/write URL other than ``url``
+    (the job store lives in the broker's Redis, and its scripts touch both at once)."""
+    options = conf.get("broker_transport_options") or {}
+    for key, (refused, reason) in REFUSED_TRANSPORT_OPTIONS.items():
+        if key in options and refused(options[key]):
+            raise ConfigConflict(f"broker_transport_options.{key}", options[key], reason)
+    for setting in SAME_BROKER_SETTINGS:
+        value = conf.get(setting)
+        if value and value != url:
+            raise ConfigConflict(setting, value, (
+                "the job store and every list of a queue must be in the broker's Redis "
+                f"({setting.removesuffix('_url').replace('broker_', '')}s would go "
+                "elsewhere); set broker_url only"))
 
 
 def apply(conf: Any, notes: list[ConfNote]) -> None:

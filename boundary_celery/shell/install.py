@@ -62,6 +62,7 @@ def install(
     if app.conf.task_protocol != 2:
         raise ConfigConflict("task_protocol", app.conf.task_protocol,
                              "boundary-celery reads Celery's message protocol 2")
+    conf_policy.refuse_broker_options(app.conf, url)
     task_base = _task_base(app)  # refused before anything changes
     notes = conf_policy.plan(app.conf, settings)
     user_options = dict(app.conf.broker_transport_options or {})

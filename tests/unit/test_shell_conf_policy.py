@@ -104,3 +104,57 @@ def test_bad_job_options_on_app_task_fail_at_definition() -> None:
 
         app.finalize()
         _ = broken.boundary_priority
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("global_keyprefix", "proj:", "key_prefix"),
+    ("ack_emulation", False, "leases"),
+])
+def test_a_transport_option_that_breaks_jobs_is_refused_by_name(option: str, value: object,
+                                                                says: str) -> None:
+    app = Celery("policy")
+    app.conf.broker_transport_options = {option: value}
+    with pytest.raises(ConfigConflict) as info:
+        boundary_celery.install(app, BoundarySettings())
+    assert info.value.setting == f"broker_transport_options.{option}"
+    assert f"broker_transport_options.{option}" in str(info.value) and says in str(info.value)
+    assert getattr(app, "boundary", None) is None  # refused before anything changed
+    assert app.conf.broker_transport_options == {option: value}
+
+
+def test_kombus_own_defaults_of_refused_options_are_fine() -> None:
+    app = installed(broker_transport_options={"global_keyprefix": "", "ack_emulation": True})
+    assert app.boundary is not None
+
+
+@pytest.mark.parametrize("setting", ["broker_read_url", "broker_write_url"])
+def test_a_read_or_write_url_elsewhere_is_refused(setting: str) -> None:
+    url = "redis://127.0.0.1:6379/0"
+    with pytest.raises(ConfigConflict, match=setting):
+        installed(broker_url=url, **{setting: "redis://127.0.0.1:6379/5"})
+    app = installed(broker_url=url, **{setting: url})  # the same Redis: fine
+    assert app.boundary is not None
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("sep", ":"),
+    ("unacked_key", "unacked"),
+    ("unacked_index_key", "unacked_index"),
+    ("unacked_mutex_key", "unacked_mutex"),
+])
+def test_key_names_are_replaced_with_a_warning(option: str, value: object) -> None:
+    app = installed(broker_transport_options={option: value})
+    assert app.conf.broker_transport_options[option] != value
+    notes = {n.setting: n for n in app.boundary.conf_notes}
+    note = notes[f"broker_transport_options.{option}"]
+    assert note.action == "replaced" and note.value == value and note.warning
+
+
+def test_options_that_keep_their_meaning_are_kept() -> None:
+    options = {"queue_order_strategy": "priority", "fanout_prefix": True,
+               "fanout_patterns": True, "unacked_restore_limit": 50, "health_check_interval": 10,
+               "client_name": "proj", "polling_interval": 2}
+    app = installed(broker_transport_options=options)
+    for key, value in options.items():
+        assert app.conf.broker_transport_options[key] == value
+    assert not [n for n in app.boundary.conf_notes if n.setting.startswith("broker_transport")]
