@@ -93,6 +93,7 @@ def install(
         **store.broker_options(),  # the keys and priority lists are the store's
         "boundary_wait_replicas": settings.redis.wait_replicas,
         "boundary_wait_timeout_ms": settings.redis.wait_timeout_ms,
+        "boundary_max_message_bytes": settings.store.max_message_bytes,
     }
     if master is not None:
         transport_options["master_name"] = master
