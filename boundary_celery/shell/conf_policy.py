@@ -95,6 +95,12 @@ RULES: tuple[Rule, ...] = (
          _must_be_true("a job is acknowledged before it runs: a crash loses it")),
     Rule("task_acks_on_failure_or_timeout", lambda s: True,
          _must_be_true("a failed job's message is not acknowledged")),
+    # Celery 5.7 splits task_acks_on_failure_or_timeout; on older Celery these are absent.
+    Rule("task_acks_on_failure", lambda s: None,
+         _must_be_true("a failed job's message is not acknowledged")),
+    Rule("task_retry_on_worker_lost", lambda s: False, lambda value: (
+        "warn: no effect on jobs: a job whose pool child died is recorded and then retried "
+        "or dead-lettered by its own retry settings" if value else None)),
     Rule("task_reject_on_worker_lost", lambda s: True,
          _must_be_true("a job whose pool child died is not delivered again")),
     Rule("worker_prefetch_multiplier", lambda s: s.workers.prefetch_multiplier, _prefetch),
@@ -178,8 +184,14 @@ SAME_BROKER_SETTINGS = ("broker_read_url", "broker_write_url")
 
 def refuse_broker_options(conf: Any, url: str) -> None:
     """Raise :class:`ConfigConflict` for a broker option boundary-celery cannot work with:
-    a :data:`REFUSED_TRANSPORT_OPTIONS` value, or a read/write URL other than ``url``
-    (the job store lives in the broker's Redis, and its scripts touch both at once)."""
+    a failover list of Redis URLs (Sentinel's excepted), a
+    :data:`REFUSED_TRANSPORT_OPTIONS` value, or a read/write URL other than ``url`` (the
+    job store lives in the broker's Redis, and its scripts touch both at once)."""
+    if ";" in url and not url.startswith("sentinel://"):
+        raise ConfigConflict("broker_url", url, (
+            "failing over to another Redis server would publish jobs to a Redis their "
+            "records and scheduler are not in; use Redis Sentinel (sentinel://h1:26379;"
+            "sentinel://h2:26379) or one URL"))
     options = conf.get("broker_transport_options") or {}
     for key, (refused, reason) in REFUSED_TRANSPORT_OPTIONS.items():
         if key in options and refused(options[key]):

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from celery import Celery
+from celery.app.defaults import DEFAULTS
 
 import boundary_celery
 from boundary_celery.settings import BoundarySettings
@@ -158,3 +159,20 @@ def test_options_that_keep_their_meaning_are_kept() -> None:
     for key, value in options.items():
         assert app.conf.broker_transport_options[key] == value
     assert not [n for n in app.boundary.conf_notes if n.setting.startswith("broker_transport")]
+
+
+@pytest.mark.skipif("task_retry_on_worker_lost" not in DEFAULTS,
+                    reason="Celery < 5.7 has no task_acks_on_failure / task_retry_on_worker_lost")
+def test_celery_57_ack_and_worker_lost_settings_warn_what_they_mean() -> None:
+    app = installed(task_acks_on_failure=False, task_retry_on_worker_lost=True)
+    notes = {n.setting: n for n in app.boundary.conf_notes}
+    assert notes["task_acks_on_failure"].action == "kept"
+    assert "not acknowledged" in (notes["task_acks_on_failure"].warning or "")
+    assert "no effect on jobs" in (notes["task_retry_on_worker_lost"].warning or "")
+    quiet = installed(task_acks_on_failure=True)
+    assert not [n for n in quiet.boundary.conf_notes if n.warning]
+
+
+def test_a_failover_list_of_redis_urls_is_refused() -> None:
+    with pytest.raises(ConfigConflict, match=r"broker_url.*Sentinel"):
+        installed(broker_url="redis://127.0.0.1:6379/0;redis://127.0.0.1:6380/0")
