@@ -156,9 +156,10 @@ def _task(task: Any, jobs: Jobs | None, calls: set[str]) -> Iterator[Finding]:
         yield Finding("info", "retries", name, celery)
     hard, soft = getattr(task, "time_limit", None), getattr(task, "soft_time_limit", None)
     if hard:
-        yield Finding("warning", "time limit", name,
-                      f"time_limit={hard}: a time limit kills the attempt; boundary-celery "
-                      "does not yet record it as a failure: the record stays running")
+        yield Finding("info", "time limit", name,
+                      f"time_limit={hard}: a hard time limit kills the attempt, recorded as a "
+                      "TimeLimitExceeded failure (retried by a declared job type's policy, "
+                      "else dead-lettered)")
     if soft:
         yield Finding("info", "time limit", name,
                       f"soft_time_limit={soft}: raises SoftTimeLimitExceeded in the task, "

@@ -201,9 +201,9 @@ def test_retry_options_say_what_they_become(sandbox: Sandbox) -> None:
     assert both[1][:2] == ("info", "retries") and "0 s, 30 s, 5 min" in both[1][2]
     limited = about(findings, "doctor.limited")
     assert limited[0] == (
-        "warning", "time limit",
-        "time_limit=30: a time limit kills the attempt; boundary-celery does not yet record "
-        "it as a failure: the record stays running")
+        "info", "time limit",
+        "time_limit=30: a hard time limit kills the attempt, recorded as a TimeLimitExceeded "
+        "failure (retried by a declared job type's policy, else dead-lettered)")
     assert limited[1][:2] == ("info", "time limit")
 
 
