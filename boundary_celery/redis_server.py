@@ -279,10 +279,11 @@ class RedisServer:
             proc.wait(timeout)
 
     def restart(self, *, down_s: float = 0.0, crash: bool = True,
-                timeout: float = 10.0) -> RedisServer:
+                timeout: float = 10.0, loaded: bool = True) -> RedisServer:
         """Stop the server (SIGKILL when ``crash``, else TERM), wait ``down_s`` seconds,
         and start it again on the same port and directory (with ``--appendonly yes`` it
-        comes back with its data)."""
+        comes back with its data). Returns once its data is loaded (commands work; at most
+        30 s), or with ``loaded=False`` as soon as it answers INFO, possibly still loading."""
         if self.proc is None or not self.port:
             raise RedisServerError("the redis-server is not started")
         if crash:
@@ -294,9 +295,12 @@ class RedisServer:
         else:
             self._stop_process()
         time.sleep(down_s)
-        if self._spawn_and_wait(timeout):
-            return self
-        raise RedisServerError("redis-server did not restart: " + " | ".join(self.log_tail()))
+        if not self._spawn_and_wait(timeout):
+            raise RedisServerError("redis-server did not restart: "
+                                   + " | ".join(self.log_tail()))
+        if loaded:
+            self.wait_loaded()  # its own bound: a large AOF loads for longer than it starts
+        return self
 
     def restart_loading(self, keys: int = 20_000) -> RedisServer:
         """Write ``keys`` filler keys (``filler:<n>``), SAVE, and restart onto that RDB.
@@ -315,7 +319,7 @@ class RedisServer:
             client.save()
         finally:
             client.close()
-        return self.restart(crash=False)
+        return self.restart(crash=False, loaded=False)
 
     def loading(self) -> bool:
         """The server is loading its dataset (``INFO persistence``)."""
@@ -333,6 +337,10 @@ class RedisServer:
             client.config_set("key-load-delay", 0)
         finally:
             client.close()
+        self.wait_loaded(timeout)
+
+    def wait_loaded(self, timeout: float = 30.0) -> None:
+        """Wait until the server is no longer loading its dataset."""
         deadline = time.monotonic() + timeout
         while self.loading():
             if time.monotonic() > deadline:
