@@ -15,9 +15,12 @@ import pytest
 
 from boundary_celery.core.status import JobStatus
 from boundary_celery.testing import Sandbox, WorkerProcess, wait_for
-from tests.e2e.task_base_app import CONTEXT_NAME
 
 pytestmark = pytest.mark.e2e
+
+#: task_base_app.CONTEXT_NAME (not imported: importing the app module here would add its
+#: shared tasks to every app of the test process).
+CONTEXT_NAME = "task-base-project"
 
 MODES = ["task_cls", "assign_before", "assign_after", "base", "shared_task"]
 
