@@ -3,13 +3,17 @@ defaults on the soak's private Redis, and two job types that note every handler 
 
 Environment (set by the harness): ``SOAK_REDIS_URL`` (the private Redis) and
 ``SOAK_RUNS_DIR`` (where each process appends its notes). Notes go to a file, not to
-Redis, so handler runs are counted even across a Redis crash. One line per event, written
-with one ``os.write`` on an ``O_APPEND`` descriptor (atomic for lines this short)::
+Redis, so handler runs are counted even across a Redis crash or pause. One line per
+event, written with one ``os.write`` on an ``O_APPEND`` descriptor (atomic for lines this
+short), to ``<worker>-<pid>.log``::
 
-    <job id> <start|ok|fail> <worker hostname> <epoch seconds>
+    <job id> <start|ok|fail> <worker hostname> <pid> <epoch seconds>
 
-``ok`` is written after the handler's work, when it returns (before the worker records
-the completion and acks), ``fail`` when the flaky job raises on its first attempt.
+``start`` is written when the handler begins; ``ok`` after the handler's work, when it
+returns (before the worker records the completion and acks); ``fail`` when the flaky job
+raises on its first attempt. A pool child runs one job at a time, so in one file a
+``start`` and the next ``ok``/``fail`` of the same id are one run, [start, end]; a
+``start`` with no end is a run cut by the child's death.
 """
 
 from __future__ import annotations
@@ -62,11 +66,11 @@ def _fd() -> int:
 
 
 def note(kind: str) -> None:
-    """Append ``<job id> <kind> <worker> <time>`` to this process's notes file."""
+    """Append ``<job id> <kind> <worker> <pid> <time>`` to this process's notes file."""
     job = current_job()
     jid = job.job_id if job is not None else str(current_task.request.id)
     host = str(getattr(current_task.request, "hostname", None) or "unknown")
-    os.write(_fd(), f"{jid} {kind} {host} {time.time():.6f}\n".encode())
+    os.write(_fd(), f"{jid} {kind} {host} {os.getpid()} {time.time():.6f}\n".encode())
 
 
 @boundary_job(name=WORK, queue=QUEUE)
