@@ -46,7 +46,7 @@ from boundary_celery.adapters.redis_records import (
 )
 from boundary_celery.adapters.redis_scripts import Arg, ScriptCall, script
 from boundary_celery.core.delivery import SKIP_DELIVERY_STATUS_VALUES, delivery_verdict
-from boundary_celery.core.job import Job, prepare_retry
+from boundary_celery.core.job import Job, JobError, prepare_retry
 from boundary_celery.core.priority import Priority
 from boundary_celery.core.stats import (
     DURATION_BUCKETS_MS,
@@ -310,22 +310,28 @@ class RedisJobStore:
         pipe.xadd(self.keys.lists_wake, {"q": "back"}, maxlen=100, approximate=True)
 
     def begin_call(self, job_id: str, now: datetime, worker: str, retry_count: int,
-                   max_retries: int, create: Job | None = None) -> ScriptCall:
+                   max_retries: int, create: Job | None = None, *, tag: str = "",
+                   lease_s: float = 0.0) -> ScriptCall:
         """The ``begin`` call marking a delivery running unless the core's verdict says to
         skip it (see ``core.delivery``); ``create`` gives the record to write when none
-        exists. Its reply is ``ok`` or the reason to skip."""
+        exists. ``tag`` is the delivery's (kept in the record): another delivery of the
+        same attempt whose lease was renewed within ``lease_s`` makes this one ``busy``.
+        Its reply is ``ok`` or the reason to skip."""
         created = flatten(job_fields(create)) if create is not None else []
         return ScriptCall(
             script("begin"),
-            (self.keys.job(job_id),),
-            (to_ms(now), worker, retry_count, max_retries, _SKIP, *created),
+            (self.keys.job(job_id), self.keys.unacked_index),
+            (to_ms(now), worker, retry_count, max_retries, _SKIP, tag,
+             repr(now.timestamp() - lease_s), *created),
         )
 
-    def begin(self, job: Job, now: datetime, worker: str) -> str:
+    def begin(self, job: Job, now: datetime, worker: str, *, tag: str = "",
+              lease_s: float = 0.0) -> str:
         """Mark ``job``'s delivery running (creating its record if missing); returns
-        ``ok`` or why it must be skipped."""
+        ``ok`` or why it must be skipped (see :meth:`begin_call`)."""
         call = self.begin_call(str(job.id), now, worker, job.retry_count, job.max_retries,
-                               create=job.model_copy(update={"created_at": now}))
+                               create=job.model_copy(update={"created_at": now}), tag=tag,
+                               lease_s=lease_s)
         return _text(call.run(self.client))
 
     def complete(self, job: Job, now: datetime) -> None:
@@ -396,13 +402,14 @@ class RedisJobStore:
 
     # -- cancellation ----------------------------------------------------------------------
 
-    def cancel(self, job_id: UUID | str, now: datetime, *,
-               stopped: bool = False) -> tuple[CancelAction, Job] | None:
+    def cancel(self, job_id: UUID | str, now: datetime, *, stopped: bool = False,
+               reason: JobError | None = None) -> tuple[CancelAction, Job] | None:
         """Cancel ``job_id`` as ``core.cancel_action`` decides, in one script call
         (``cancel.lua``): a pending, scheduled or retrying job becomes cancelled (out of
         the scheduled set; a message still in a queue is skipped when delivered), a
         running one gets the ``cancel_requested`` field, a finished one is left alone.
         ``stopped``: the worker skipped or killed the delivery, so running cancels too.
+        ``reason`` becomes the record's error when it is cancelled now (e.g. expired).
         Returns the action and the job after it; None for an unknown id."""
         try:
             jid = str(UUID(str(job_id)))
@@ -413,7 +420,8 @@ class RedisJobStore:
         reply = script("cancel")(
             self.client, [k.job(jid), k.scheduled, k.scheduled_messages],
             [to_ms(now), jid, ",".join(("", *cancel_now, "")),
-             ",".join(("", *request, "")), self.completed_ttl_s],
+             ",".join(("", *request, "")), self.completed_ttl_s,
+             dumps(reason.model_dump()) if reason is not None else ""],
         )
         if not reply:
             return None

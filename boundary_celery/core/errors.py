@@ -22,7 +22,11 @@ class JobValidationError(ValueError):
 
 class BrokerUnavailableError(Exception):
     """A publish failed because the broker refused it or did not answer in time; names
-    the broker (password hidden), the per-call timeout in ms (None: unbounded) and why."""
+    the broker (password hidden), the per-call timeout in ms (None: unbounded) and why.
+
+    A reply that timed out may hide a write that happened: the job may be stored and
+    run. Publishing it again with the same job id (task_id) is safe: a job runs at most
+    once at a time and never again once it completed."""
 
     def __init__(self, broker: str, timeout_ms: int | None, reason: str) -> None:
         super().__init__(broker, timeout_ms, reason)
@@ -32,7 +36,9 @@ class BrokerUnavailableError(Exception):
 
     def __str__(self) -> str:
         bound = "no timeout" if self.timeout_ms is None else f"timeout {self.timeout_ms} ms"
-        return f"broker {self.broker} unavailable ({bound} per Redis call): {self.reason}"
+        return (f"broker {self.broker} unavailable ({bound} per Redis call): {self.reason}"
+                " (the job may have been stored if a reply was lost: publishing it again"
+                " with the same job id is safe)")
 
 
 class NoHandlerError(Exception):

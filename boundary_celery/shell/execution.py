@@ -29,7 +29,7 @@ from celery import Task as CeleryTask
 from celery.exceptions import Ignore, Reject, Retry
 
 from boundary_celery.core.errors import JobCancelledError, RetryNotPublishedError
-from boundary_celery.core.job import Job, dead_letter_job, start_job
+from boundary_celery.core.job import Job, JobError, dead_letter_job, start_job
 from boundary_celery.core.outcome import (
     JobResult,
     error_from_exception,
@@ -99,13 +99,15 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
         job = job_from_delivery(task, args, kwargs)
     except Exception as unreadable:  # e.g. arguments the handler's signature cannot take
         _dead_letter_unreadable(task, args, kwargs, unreadable)
-        raise Ignore() from None
+        raise unreadable from None  # Celery reports the failure (result, errbacks)
     jid = str(job.id)
     now = utcnow()
     verdict = getattr(task.request, wire.VERDICT, None)  # begun on receipt by the consumer
     if verdict is None or verdict == "missing":
-        worker = task.request.hostname or ""
-        verdict = persisting(lambda: jobs.store.begin(job, now, worker), what="start a job")
+        worker, tag = task.request.hostname or "", str(getattr(task.request, wire.TAG, "") or "")
+        lease_s = float(jobs.settings.workers.lease_s)
+        verdict = persisting(lambda: jobs.store.begin(job, now, worker, tag=tag, lease_s=lease_s),
+                             what="start a job")
     elif verdict == "ok" and _waited_ms(task.request, now) > RECHECK_AFTER_MS:
         # Held in the worker a while since receipt: finished or cancelled meanwhile?
         verdict = persisting(lambda: jobs.store.start_verdict(jid, job.retry_count),
@@ -137,7 +139,8 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
                           error=str(retry.exc) if retry.exc else None,
                           retry_count=job.retry_count + 1, retry_at=str(retry.when)))
         raise
-    except (Ignore, Reject):  # Celery's own control flow
+    except (Ignore, Reject) as flow:  # Celery's own control flow, recorded (see below)
+        _record_control_flow(task, running, flow)
         raise
     except JobCancelledError:  # the handler stopped because cancel_requested() said so
         persisting(lambda: jobs.store.cancel(jid, utcnow(), stopped=True),
@@ -177,6 +180,34 @@ def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, An
     if exc is not None:
         raise exc
     raise JobFailedError(_message(done))
+
+
+def _record_control_flow(task: BoundaryTask, job: Job, flow: Exception) -> None:
+    """Leave no record running after the handler raised Celery's ``Reject`` or ``Ignore``.
+
+    ``Reject(requeue=False)``: Celery drops the message (Redis has no dead-letter
+    exchange), so the job is dead-lettered with the reason. ``Reject(requeue=True)``: the
+    message comes back and runs again; nothing to record. ``Ignore`` (the handler took
+    the message in hand, e.g. ``self.replace()``): a record still ``running`` (no
+    replacement rewrote it) is cancelled with the reason ``ignored``.
+    """
+    jobs = jobs_of(task.app)
+    jid, now = str(job.id), utcnow()
+    if isinstance(flow, Reject):
+        if getattr(flow, "requeue", False):
+            return
+        reason = getattr(flow, "reason", None)
+        error = JobError(type="Rejected",
+                         message=f"rejected by the task (Reject, requeue=False): {reason!r}")
+        failed = dead_letter_job(job, error, now)
+        persisting(lambda: jobs.store.dead_letter(failed, count=True), what="dead-letter a job")
+        log.warning(event("Job rejected; dead-lettered", job_id=jid, job_type=job.job_type))
+        return
+    status = persisting(lambda: jobs.store.record(jid).get("status"), what="read a job")
+    if status == JobStatus.RUNNING.value:
+        error = JobError(type="Ignored", message="ignored by the task (Celery's Ignore)")
+        persisting(lambda: jobs.store.cancel(jid, now, stopped=True, reason=error),
+                   what="record a cancellation")
 
 
 def _dead_letter_unreadable(task: BoundaryTask, args: tuple[Any, ...],

@@ -43,7 +43,7 @@ from boundary_celery.shell.clock import utcnow
 from boundary_celery.shell.conf_policy import ConfNote
 from boundary_celery.shell.context import TenantHook
 from boundary_celery.shell.defaults import as_policy, policy_from_settings, task_max_retries
-from boundary_celery.shell.publishing import message_args
+from boundary_celery.shell.publishing import message_args, record_args
 from boundary_celery.shell.revoked import broadcast_revoke
 from boundary_celery.shell.task import BoundaryTask, job_options
 from boundary_celery.shell.timeouts import broker_error
@@ -105,7 +105,8 @@ class Jobs:
     ) -> tuple[Job, tuple[str, ...]]:
         """The new job and the fields only defaulted here (job type unknown locally).
         ``retry_count`` is for a retry's message (Celery's ``retries``). Any bad value,
-        or args whose JSON is over ``[store] max_args_bytes``, raises JobValidationError."""
+        or args whose JSON is over ``[store] max_args_bytes`` or that the job type's
+        handler (when registered here) does not take, raises JobValidationError."""
         task = self.app.tasks.get(job_type) if isinstance(job_type, str) else None
         defaulted: list[str] = []
         if task is None and max_retries is None:
@@ -129,6 +130,8 @@ class Jobs:
         if policy is not None:
             data["retry_policy"] = policy
         spec = JobInput.parse(data, max_args_bytes=self.settings.store.max_args_bytes)
+        if task is not None:  # the handler is known here: the arguments must fit it
+            record_args(task, *message_args(spec.args))
         self.check_queue(spec.queue)
         new_id = check_uuid("job_id", job_id) if job_id is not None else uuid.uuid4()
         job = create_job(spec, new_id, now or utcnow())

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from celery.app.amqp import AMQP
@@ -61,21 +62,32 @@ def retrying_after(error: JobError | None) -> Iterator[None]:
         _retry_error.reset(token)
 
 
+@lru_cache(maxsize=4096)
+def _signature(run: Any) -> inspect.Signature:
+    return inspect.signature(run)
+
+
 def record_args(task: Any, args: Any, kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     """The job's ``args`` object for a call: keyword arguments, with positional ones bound
     to the handler's parameter names; ``{"args": [...], "kwargs": {...}}`` when they cannot
-    be named (``*args``, or no handler known here)."""
+    be named (``*args``, or no handler known here).
+
+    Arguments the handler does not take raise JobValidationError naming them, unless the
+    task opted out of Celery's argument check (``typing=False``)."""
     kwargs = dict(kwargs or {})
     args = list(args or ())
+    run = getattr(task, "run", None)
+    unnamed = {"args": args, "kwargs": kwargs} if args else kwargs
+    if run is None:
+        return unnamed
+    try:
+        bound = _signature(run).bind(*args, **kwargs)
+    except TypeError as exc:
+        if getattr(task, "typing", True) is False:
+            return unnamed
+        raise JobValidationError("args", unnamed, str(exc)) from exc
     if not args:
         return kwargs
-    run = getattr(task, "run", None)
-    if run is None:
-        return {"args": args, "kwargs": kwargs}
-    try:
-        bound = inspect.signature(run).bind(*args, **kwargs)
-    except TypeError as exc:
-        raise JobValidationError("args", args, str(exc)) from exc
     out: dict[str, Any] = {}
     for name, value in bound.arguments.items():
         kind = bound.signature.parameters[name].kind

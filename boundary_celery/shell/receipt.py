@@ -20,6 +20,7 @@ def begin_hook(jobs: Jobs, worker: str) -> BeginHook:
     """The hook returning the ``begin`` call for a message ``worker`` receives, or None
     when the message is not a job's (the pool child or the consumer handles it)."""
     tasks = jobs.app.tasks
+    lease_s = float(jobs.settings.workers.lease_s)
 
     def call(message: Any) -> ScriptCall | None:
         headers = message.headers or {}
@@ -30,6 +31,8 @@ def begin_hook(jobs: Jobs, worker: str) -> BeginHook:
         meta = wire.effective_meta(raw)
         return jobs.store.begin_call(str(headers["id"]), utcnow(), worker,
                                      int(headers.get("retries") or 0),
-                                     effective_max_retries(task, meta))
+                                     effective_max_retries(task, meta),
+                                     tag=str(getattr(message, "delivery_tag", "") or ""),
+                                     lease_s=lease_s)
 
     return call

@@ -37,8 +37,8 @@ def publish_retry(publish: Callable[[], T]) -> T:
         try:
             return publish()
         except Reject as rejected:
-            cause = rejected.reason
-            if rejected.requeue or not isinstance(cause, Exception):
+            cause = getattr(rejected, "reason", None)
+            if getattr(rejected, "requeue", False) or not isinstance(cause, Exception):
                 raise  # a Reject of the handler's own, not a failed publish
             if isinstance(cause, TRANSIENT):
                 raise _Outage(repr(cause)) from cause

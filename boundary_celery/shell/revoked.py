@@ -5,7 +5,9 @@
   never runs; a running one gets its cancellation requested), then broadcasts as Celery does.
 - the ``task_revoked`` handler: a delivery a worker skipped because it was revoked (the
   consumer had already marked it running on receipt), or killed with ``terminate=True``,
-  is recorded ``cancelled``.
+  is recorded ``cancelled``; one skipped because its Celery ``expires`` passed is
+  recorded ``cancelled`` with the reason (error type ``JobExpired``), its record made
+  first when the producer wrote none (a producer without ``install()``).
 - :func:`cancel_requested`: whether the running job's cancellation was requested, for a
   handler that stops early (it then raises ``JobCancelledError``).
 """
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from celery import current_app, current_task, signals
@@ -20,9 +23,13 @@ from celery.app.control import Control
 from celery.utils.functional import maybe_list
 from kombu.utils.imports import symbol_by_name
 
+from boundary_celery.core.job import Job, JobError
+from boundary_celery.core.status import JobStatus
 from boundary_celery.shell.clock import utcnow
 from boundary_celery.shell.context import current_job
 from boundary_celery.shell.logfmt import event
+from boundary_celery.shell.persist import persisting
+from boundary_celery.shell.publishing import record_args
 
 log = logging.getLogger("boundary_celery.worker")
 
@@ -93,12 +100,41 @@ def _on_task_revoked(sender: Any = None, request: Any = None, terminated: bool =
     job_id = getattr(request, "id", None)
     if jobs is None or not job_id:
         return
+    now = utcnow()
+    reason = None
+    if expired:
+        expires = getattr(request, "expires", None)
+        reason = JobError(type="JobExpired",
+                          message=f"expired: not started before {expires} (Celery expires)")
     try:
-        done = jobs.store.cancel(str(job_id), utcnow(), stopped=True)
-    except Exception:
-        log.exception(event("Could not record a revoked job", job_id=job_id))
+        done = persisting(lambda: jobs.store.cancel(str(job_id), now, stopped=True,
+                                                    reason=reason),
+                          what="record a cancellation")
+        if done is None and expired:  # no record: published without install()
+            job = _job_of_request(sender, request, now)
+            persisting(lambda: jobs.store.save_job(job), what="record a cancellation")
+            done = persisting(lambda: jobs.store.cancel(str(job_id), now, stopped=True,
+                                                        reason=reason),
+                              what="record a cancellation")
+    except Exception as exc:
+        log.warning(event("Could not record a revoked job", job_id=job_id, error=repr(exc)))
         return
     if done is not None:
         _, job = done
         log.info(event("Job revoked", job_id=job_id, job_type=job.job_type,
                        status=job.status.value, terminated=terminated, expired=expired))
+
+
+def _job_of_request(task: Any, request: Any, now: Any) -> Job:
+    """The pending job a delivery carries, for one that has no record yet."""
+    delivery = getattr(request, "delivery_info", None) or {}
+    args, kwargs = getattr(request, "args", None) or (), getattr(request, "kwargs", None) or {}
+    try:
+        job_args = record_args(task, args, kwargs)
+    except Exception:  # arguments the handler does not take: kept as they came
+        job_args = {"args": list(args), "kwargs": dict(kwargs)}
+    return Job(id=uuid.UUID(str(request.id)),
+               job_type=str(getattr(request, "task", None) or task.name),
+               queue=str(delivery.get("routing_key") or task.app.conf.task_default_queue),
+               args=job_args, status=JobStatus.PENDING, max_retries=0,
+               created_at=now, updated_at=now)

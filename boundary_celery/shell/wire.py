@@ -38,9 +38,11 @@ PUBLISH: Final = "x-boundary-publish"
 VERDICT: Final = "boundary_verdict"
 #: When the consumer received this delivery (epoch ms; see transport.QoS).
 RECEIVED: Final = "boundary_received"
+#: The delivery tag the consumer received this delivery under (see transport.QoS).
+TAG: Final = "boundary_tag"
 #: Headers read at publish or receipt and never stored with a message (a retry
 #: published from a delivery's context would otherwise carry its verdict).
-TRANSIENT: Final = frozenset({JOB, WRITE, DUE, PUBLISH, VERDICT, RECEIVED})
+TRANSIENT: Final = frozenset({JOB, WRITE, DUE, PUBLISH, VERDICT, RECEIVED, TAG})
 
 
 def message_meta(

@@ -107,3 +107,38 @@ def test_store_begin_creates_a_missing_record(sandbox, store):
     assert found.status is JobStatus.RUNNING and found.retry_count == 1
     assert found.created_at == NOW  # begin() records when the record was made
     assert store.begin(job.model_copy(update={"retry_count": 0}), NOW, WORKER) == "stale"
+
+
+# --- one runner per attempt: a second delivery of a running attempt -------------------------
+
+
+@pytest.mark.parametrize(("renewed_s_ago", "same_tag", "verdict"), [
+    (5, False, "busy"),  # another delivery's live lease: a duplicate message
+    (5, True, "ok"),  # the same delivery again (redelivered after its lease lapsed)
+    (120, False, "ok"),  # the other delivery's lease lapsed: its worker died
+    (None, False, "ok"),  # the other delivery was handed back or acked
+])
+def test_a_running_attempt_held_under_a_live_lease_is_not_begun_again(
+        sandbox, store, renewed_s_ago, same_tag, verdict):
+    r = sandbox.redis
+    job = new_job(sandbox.queue())
+    jid = str(job.id)
+    assert store.begin_call(jid, NOW, "first", 0, 3, create=job, tag="tag-1",
+                            lease_s=60).run(r) == "ok"
+    if renewed_s_ago is not None:
+        r.zadd(store.keys.unacked_index, {"tag-1": NOW.timestamp() - renewed_s_ago})
+    before = store.record(jid)
+
+    got = store.begin_call(jid, NOW, "second", 0, 3, tag="tag-1" if same_tag else "tag-2",
+                           lease_s=60).run(r)
+
+    r.zrem(store.keys.unacked_index, "tag-1")
+    assert got == verdict
+    after = store.record(jid)
+    if verdict == "busy":
+        assert after == before
+    else:
+        assert after["worker"] == "second" and after["attempts"] == "2"
+        assert after["tag"] == ("tag-1" if same_tag else "tag-2")
+    assert delivery_verdict("running", 0, 0,
+                            held_elsewhere=renewed_s_ago == 5 and not same_tag) == verdict

@@ -34,6 +34,8 @@ from boundary_celery.core import (
     start_job,
     valid_transition,
 )
+from boundary_celery.core.delivery import DELIVERY_BUSY
+from boundary_celery.core.errors import RetryNotPublishedError
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(milliseconds=250)
@@ -184,7 +186,7 @@ class _SpecialTenantError(UnknownTenantError):
 
 
 def test_non_retryable_errors() -> None:
-    assert (UnknownTenantError,) == NON_RETRYABLE_ERRORS
+    assert (UnknownTenantError, RetryNotPublishedError) == NON_RETRYABLE_ERRORS
 
 
 @pytest.mark.parametrize(
@@ -322,3 +324,17 @@ def test_core_modules_import_each_other_without_cycles() -> None:
 
     for module in graph:
         visit(module, ())
+
+
+# --- one runner per attempt -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", list(JobStatus))
+@pytest.mark.parametrize(("stored_rc", "message_rc"), [(0, 0), (1, 1), (0, 1), (1, 0)])
+def test_busy_only_for_the_same_running_attempt_held_elsewhere(status, stored_rc, message_rc):
+    plain = delivery_verdict(status, stored_rc, message_rc)
+    held = delivery_verdict(status, stored_rc, message_rc, held_elsewhere=True)
+    if status is JobStatus.RUNNING and stored_rc == message_rc:
+        assert (plain, held) == ("ok", DELIVERY_BUSY)
+    else:
+        assert held == plain  # a lease elsewhere changes nothing else
