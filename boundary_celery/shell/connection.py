@@ -19,9 +19,9 @@ from kombu.connection import ConnectionPool
 
 from boundary_celery.shell.flower import ALIASES
 
-try:  # kombu >= 5.7: a pool's connections are PooledConnection, not clones of ours
+try:  # kombu >= 5.5: a pool's connections are PooledConnection, not clones of ours
     from kombu.connection import PooledConnection as _KombuPooled
-except ImportError:  # kombu < 5.7: ConnectionPool.new() clones the connection (ours)
+except ImportError:  # kombu 5.4: ConnectionPool.new() clones the connection (ours)
     _KombuPooled = None  # type: ignore[assignment,misc]
 
 

@@ -266,7 +266,7 @@ def _declare_job_queues(app: Any) -> None:
              for task in list(app.tasks.values())]
     names.extend(app.boundary.settings.workers.queues)
     selected = getattr(queues, "_consume_from", None)  # -Q given: the user chose
-    default = getattr(queues, "_default_consume_from", None)  # Celery >= 5.6
+    default = getattr(queues, "_default_consume_from", None)  # Celery >= 5.7
     for name in names:
         if isinstance(name, str) and name not in queues:
             queue = queues.add(name)

@@ -464,7 +464,7 @@ class Channel(kombu_redis.Channel):
             command = self.boundary_store.wait_command(after, max(int(timeout * 1000), 100))
         self._fetch, self._fetch_lists = kind, lists
         self._in_poll = connection
-        self._brpop_sent_at = time.monotonic()  # read by kombu >= 5.6 only
+        self._brpop_sent_at = time.monotonic()  # read by kombu >= 5.7 only
         connection.send_command(*command)
         return True
 

@@ -35,6 +35,7 @@ ALLOWED = {
     "testing": {"core", "settings", "adapters", "shell"},
     "redis_server": set(),
     "redis_sentinel": {"redis_server"},
+    "seam": set(),
     "__init__": {"core", "settings", "shell"},
 }
 
