@@ -556,6 +556,11 @@ class RedisJobStore:
         """The raw record (empty when unknown): for tests and debugging."""
         return dict(self.client.hgetall(self.keys.job(job_id)))
 
+    def status_of(self, job_id: str, client: Any = None) -> JobStatus | None:
+        """The stored status of ``job_id`` alone (None: no record), one HGET."""
+        raw = (client or self.client).hget(self.keys.job(job_id), "status")
+        return None if raw is None else JobStatus(_text(raw))
+
     def find_job(self, job_id: UUID | str) -> Job | None:
         """The record of ``job_id``; ``None`` when unknown or not a UUID."""
         try:

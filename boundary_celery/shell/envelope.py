@@ -152,12 +152,23 @@ def _read_kombu_message(raw: bytes | str) -> dict[str, Any]:
 def job_type_of(raw: bytes | str) -> str | None:
     """The task name a raw message claims, if any can be read (for the DLQ entry of one
     that cannot be delivered)."""
+    return claimed_job(raw)[1]
+
+
+def claimed_job(raw: bytes | str) -> tuple[str | None, str | None]:
+    """The job id (a UUID) and the task name a raw message claims, each None where it
+    cannot be read: the DLQ entry of a message that cannot be delivered takes over the
+    record its producer wrote."""
     try:
-        payload = json.loads(raw)
-        task = payload["headers"]["task"]
+        headers = json.loads(raw)["headers"]
+        task, job_id = headers.get("task"), headers.get("id")
     except Exception:
-        return None
-    return task if isinstance(task, str) and task.strip() else None
+        return None, None
+    try:
+        job_id = str(uuid.UUID(job_id)) if isinstance(job_id, str) else None
+    except ValueError:
+        job_id = None
+    return job_id, task if isinstance(task, str) and task.strip() else None
 
 
 def is_connection_error(exc: BaseException, errors: tuple[type[BaseException], ...]) -> bool:

@@ -35,6 +35,9 @@ def poison_job(
         jid = uuid.UUID(str(job_id))
     except ValueError:
         jid = uuid.uuid4()
+    if existing is not None and raw is not None:
+        existing = existing.model_copy(
+            update={"metadata": {**existing.metadata, "raw": raw[:RAW_LIMIT]}})
     base = existing or Job(
         id=jid,
         job_type=(job_type or "unknown")[:200],

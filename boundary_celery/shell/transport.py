@@ -58,13 +58,14 @@ from kombu.utils.json import dumps
 from kombu.utils.objects import cached_property
 
 from boundary_celery.adapters.redis_store import RedisJobStore, ScriptCall
+from boundary_celery.core import JobStatus, valid_transition
 from boundary_celery.core.errors import NotReplicatedError
 from boundary_celery.shell import wire
 from boundary_celery.shell.clock import utcnow
 from boundary_celery.shell.envelope import (
     EnvelopeError,
+    claimed_job,
     is_connection_error,
-    job_type_of,
     read_envelope,
 )
 from boundary_celery.shell.logfmt import event
@@ -606,14 +607,23 @@ class Channel(kombu_redis.Channel):
             # else: another delivery in flight has the same tag; it is left alone
 
     def _dead_letter_raw(self, raw: bytes | str, queue: str, reason: str) -> None:
-        """Dead-letter a broker message as received (kept, truncated, for inspection)."""
+        """Dead-letter a broker message as received (kept, truncated, for inspection),
+        under the job id it carries when that job's record can still fail (its fields
+        are replaced by the DLQ entry's; only the status is read: its args may be big)."""
         text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
-        job = poison_job(job_id=None, job_type=job_type_of(raw), queue=queue, reason=reason,
-                         error_type="PoisonMessageError", now=utcnow(), raw=text)
+        job_id, job_type = claimed_job(raw)
         with self.conn_or_acquire() as client:
+            try:  # the record its producer wrote becomes the DLQ entry (none left pending)
+                status = self.boundary_store.status_of(job_id, client) if job_id else None
+            except ValueError:  # not a status: a new entry
+                status, job_id = None, None
+            if status is not None and not valid_transition(status, JobStatus.FAILED):
+                job_id = None  # never rewrite a finished job's record
+            job = poison_job(job_id=job_id, job_type=job_type, queue=queue, reason=reason,
+                             error_type="PoisonMessageError", now=utcnow(), raw=text)
             self.boundary_store.dead_letter(job, count=True, client=client)
-        log.error(event("Poison message dead-lettered", job_id=str(job.id), queue=queue,
-                        reason=reason))
+        log.warning(event("Poison message dead-lettered", job_id=str(job.id), queue=queue,
+                          reason=reason))
 
 
 class Transport(kombu_redis.Transport):

@@ -94,7 +94,8 @@ def test_a_decompression_bomb_is_dead_lettered_and_the_worker_stays_small(
         "8388608 bytes, over the [store] max_message_bytes limit of 8388608 bytes")
     assert dead.queue == queue
     assert dead.metadata["raw"].startswith('{"body": "eJ')  # as received: zlib, base64
-    assert status(jobs, bomb.id) is not JobStatus.COMPLETED
+    assert str(dead.id) == bomb.id  # the producer's record is the DLQ entry: none pending
+    assert status(jobs, bomb.id) is JobStatus.FAILED
 
     # The worker goes on: same process, a later normal compressed job runs.
     after = echo.apply_async(("after",), queue=queue, compression="zlib")
@@ -106,7 +107,6 @@ def test_a_decompression_bomb_is_dead_lettered_and_the_worker_stays_small(
     log = worker.log_text()[log_start:]
     assert "Unrecoverable error" not in log
     assert "Delivering a message failed" not in log  # the envelope check refused it
-
 
 
 def test_the_bound_is_the_workers_max_message_bytes_setting(

@@ -78,8 +78,9 @@ def test_an_existing_job_keeps_its_fields_and_becomes_failed():
     assert job.error.type == "PoisonMessage"
     assert job.completed_at == job.updated_at == NOW
     kept = ("id", "job_type", "queue", "args", "priority", "retry_count", "max_retries",
-            "tenant_id", "metadata", "created_at", "started_at")
+            "tenant_id", "created_at", "started_at")
     assert {f: getattr(job, f) for f in kept} == {f: getattr(existing, f) for f in kept}
+    assert job.metadata == {"trace": "x", "raw": "raw text"}  # the message is kept too
 
 
 def test_an_existing_completed_job_cannot_be_poisoned():
