@@ -79,8 +79,8 @@ def dead_letter_message(app: Any, message: Any, reason: str, error_type: str) ->
         priority=Priority.parse(meta.get("p")), existing=existing,
     )
     jobs.store.dead_letter(job, count=True)
-    log.error(event("Message dead-lettered", job_id=str(job.id), job_type=job.job_type,
-                    reason=reason))
+    log.warning(event("Message dead-lettered", job_id=str(job.id), job_type=job.job_type,
+                      reason=reason))
     return job
 
 
