@@ -763,14 +763,15 @@ def concurrent_runs(notes: Notes, chaos: Chaos) -> dict[str, list[dict[str, Any]
     return found
 
 
-def explain_repeats(notes: Notes, chaos: Chaos,
-                    completed_by: dict[str, set[str]]) -> list[dict[str, Any]]:
+def explain_repeats(notes: Notes, chaos: Chaos, scan: LogScan) -> list[dict[str, Any]]:
     """Every run followed by another run of the same job, with why the job ran again:
 
-    - ``retry``: the run failed (the flaky job's first attempt) and its policy retried it;
-    - ``killed after the body ran, before the ack`` / ``killed mid-run``: the worker
-      that ran it was SIGKILLed after the run started (after it ended, for the first)
-      and before the next run started, and that worker never logged the completion;
+    - ``retry after a failed attempt (its policy)``: the run failed (the flaky job's
+      first attempt) and its worker logged the retry (Celery logs it once published);
+    - ``killed after the body ran, before the ack`` / ``killed after a failed attempt,
+      before its retry was published`` / ``killed mid-run``: the worker that ran it was
+      SIGKILLed after the run started (after it ended, unless cut) and before the next
+      run started, and that worker logged neither the completion nor the retry;
     - ``unexplained``: anything else (e.g. a run again after a logged completion).
     """
     kill_of = {k["worker"]: k for k in chaos.kills}
@@ -779,53 +780,72 @@ def explain_repeats(notes: Notes, chaos: Chaos,
         for run, nxt in itertools.pairwise(runs):
             row: dict[str, Any] = {"job_id": jid, "run": run.brief(), "next": nxt.brief()}
             kill = kill_of.get(run.host)
-            logged = run.host.split("@")[0] in completed_by.get(jid, set())
-            if run.outcome == "fail":
+            stem = run.host.split("@")[0]
+            logged = stem in scan.completed_by.get(jid, set())
+            retried = stem in scan.retried_by.get(jid, set())
+            if run.outcome == "fail" and retried:
                 row["reason"] = "retry after a failed attempt (its policy)"
-            elif (kill is not None and not logged
-                  and (run.end if run.end is not None else run.start) <= kill["t"]
-                  <= nxt.start):
-                row["reason"] = ("killed after the body ran, before the ack"
-                                 if run.outcome == "ok" else "killed mid-run")
+            elif (kill is not None and not logged and not retried
+                  and (run.end if run.end is not None else run.start)
+                  <= kill["t"] <= nxt.start):
+                row["reason"] = {
+                    "ok": "killed after the body ran, before the ack",
+                    "fail": "killed after a failed attempt, before its retry was published",
+                    "cut": "killed mid-run"}[run.outcome]
                 row["killed_worker"] = run.host
                 row["killed_pid"] = kill["pid"]
                 row["killed_at"] = round(kill["t"], 3)
                 row["killed_at_utc"] = utc(kill["t"])
             else:
                 row["reason"] = "unexplained"
-                row["why_not"] = ("its worker logged the completion" if logged
-                                  else "its worker was not killed between the two runs")
+                row["why_not"] = (
+                    "its worker logged the completion" if logged
+                    else "its worker logged no retry and was not killed between the runs"
+                    if run.outcome == "fail"
+                    else "its worker was not killed between the two runs")
             out.append(row)
     return out
 
 
-def redeliveries(notes: Notes, chaos: Chaos) -> dict[str, Any]:
-    """Runs a kill interrupted or left unacknowledged and the next run of the same job:
-    delay = that start minus the kill. Prefetched jobs that never started are not
-    visible here."""
-    kill_at = {k["worker"]: k["t"] for k in chaos.kills}
-    delays: list[float] = []
+def redeliveries(notes: Notes, chaos: Chaos, scan: LogScan,
+                 lease_s: float) -> dict[str, Any]:
+    """Jobs a killed worker held and never finished, and when another worker started
+    them: delay = that start minus the kill. Held = received by the killed worker (its
+    log), neither completed there nor ended there by a failed attempt; this counts the
+    prefetched ones as well as the runs cut mid-handler. ``bound_s`` is the documented
+    bound (the lease twice: lapsed, then swept)."""
+    delays: list[tuple[float, str, str]] = []
     never_rerun: list[str] = []
-    for jid, runs in notes.runs.items():
-        for i, run in enumerate(runs):
-            t_kill = kill_at.get(run.host)
-            if t_kill is None or run.start > t_kill or run.outcome == "fail":
+    for kill in chaos.kills:
+        stem = kill["worker"].split("@")[0]
+        for jid in scan.received_by.get(stem, ()):
+            if stem in scan.completed_by.get(jid, set()):
                 continue
-            later = [r for r in runs[i + 1:] if r.start >= t_kill]
+            runs = notes.runs.get(jid, [])
+            there = [r for r in runs if r.host == kill["worker"]]
+            if there and there[-1].outcome == "fail":
+                continue  # its retry was published: not a redelivery
+            later = [r for r in runs if r.start >= kill["t"]]
             if later:
-                delays.append(later[0].start - t_kill)
-            elif run.outcome == "cut":
+                delays.append((later[0].start - kill["t"], jid, kill["worker"]))
+            elif not any(r.outcome == "ok" for r in runs):
                 never_rerun.append(jid)
     delays.sort()
+    bound = 2 * lease_s
     return {
         "rerun": len(delays),
-        "never_rerun_after_cut": never_rerun,
-        "max_s": round(delays[-1], 2) if delays else None,
-        "p50_s": round(delays[len(delays) // 2], 2) if delays else None,
-        "min_s": round(delays[0], 2) if delays else None,
+        "bound_s": bound,
+        "over_bound": [{"job_id": jid, "killed_worker": host, "delay_s": round(d, 2)}
+                       for d, jid, host in delays if d > bound],
+        "never_rerun": never_rerun,
+        "max_s": round(delays[-1][0], 2) if delays else None,
+        "p50_s": round(delays[len(delays) // 2][0], 2) if delays else None,
+        "min_s": round(delays[0][0], 2) if delays else None,
     }
 
 
+_RECEIVED_RE = re.compile(rb"Task \S+\[([0-9a-f-]{36})\] received")
+_RETRY_RE = re.compile(rb"Task \S+\[([0-9a-f-]{36})\] retry: ")
 _COMPLETED_RE = re.compile(rb"Job completed successfully job_id=(\S+)")
 _PATTERNS = {
     "lease_lapsed": b"Lease lapsed; delivered again",
@@ -849,6 +869,9 @@ class LogScan:
     skip_reasons: dict[str, int]
     completed_by: dict[str, set[str]]  # job id -> worker log names (soak-w<n>)
     completions: Counter[str]  # job id -> completions logged
+    received_by: dict[str, set[str]]  # worker log name -> job ids it received
+    retried_by: dict[str, set[str]]  # job id -> worker log names that logged its retry
+    lapsed_at: list[float]  # when a sweep delivered a lapsed lease again (epoch, sorted)
 
     def logged_twice(self) -> list[str]:
         return sorted(jid for jid, n in self.completions.items() if n > 1)
@@ -859,6 +882,9 @@ def scan_logs(log_dir: Path) -> LogScan:
     counts: Counter[str] = Counter()
     completed: Counter[str] = Counter()
     completed_by: dict[str, set[str]] = defaultdict(set)
+    received_by: dict[str, set[str]] = defaultdict(set)
+    retried_by: dict[str, set[str]] = defaultdict(set)
+    lapsed_at: list[float] = []
     skip_reasons: Counter[str] = Counter()
     for path in sorted(log_dir.glob("soak-w*.log")):
         with path.open("rb") as f:
@@ -869,13 +895,34 @@ def scan_logs(log_dir: Path) -> LogScan:
                     completed[jid] += 1
                     completed_by[jid].add(path.stem)
                     continue
+                m = _RECEIVED_RE.search(line)
+                if m:
+                    received_by[path.stem].add(m.group(1).decode())
+                    continue
+                m = _RETRY_RE.search(line)
+                if m:
+                    retried_by[m.group(1).decode()].add(path.stem)
+                    continue
                 for name, needle in _PATTERNS.items():
                     if needle in line:
                         counts[name] += 1
+                        if name == "lease_lapsed":
+                            lapsed_at.extend(_log_time(line))
                         if name == "skipping_delivery":
                             r = re.search(rb"reason=(\S+)", line)
                             skip_reasons[r.group(1).decode() if r else "?"] += 1
-    return LogScan(dict(counts), dict(skip_reasons), dict(completed_by), completed)
+    return LogScan(dict(counts), dict(skip_reasons), dict(completed_by), completed,
+                   dict(received_by), dict(retried_by), sorted(lapsed_at))
+
+
+def _log_time(line: bytes) -> list[float]:
+    """The epoch time of a worker log line (Celery's ``[YYYY-MM-DD HH:MM:SS,mmm: ...``,
+    local time), as a one-item list; empty when it has none."""
+    try:
+        stamp = datetime.strptime(line[1:24].decode(), "%Y-%m-%d %H:%M:%S,%f")
+    except (UnicodeDecodeError, ValueError):
+        return []
+    return [stamp.timestamp()]
 
 
 def log_lines_about(log_dir: Path, job_ids: list[str], context: int = 3,
@@ -949,7 +996,7 @@ def analyse(server: RedisServer, jobs: Jobs, ledger: Ledger, chaos: Chaos,
         non_terminal = {jid: str(row[0]) for jid, row in records.items()
                         if row[0] not in TERMINAL}
         concurrent = concurrent_runs(notes, chaos)
-        repeats = explain_repeats(notes, chaos, scan.completed_by)
+        repeats = explain_repeats(notes, chaos, scan)
         unexplained = sorted({r["job_id"] for r in repeats if r["reason"] == "unexplained"})
         # a record not terminal whose publish was acknowledged is also lost: quote once
         evidence_ids = list(dict.fromkeys(
@@ -1024,8 +1071,9 @@ def analyse(server: RedisServer, jobs: Jobs, ledger: Ledger, chaos: Chaos,
         "failed_in_dlq": len(in_dlq),
         "scheduled_left": jobs.scheduled_count(),
         "queue_left": jobs.queue_size(QUEUE),
-        "redelivery": redeliveries(notes, chaos),
+        "redelivery": redeliveries(notes, chaos, scan, jobs.settings.workers.lease_s),
         "worker_log": {"counts": scan.counts, "skip_reasons": scan.skip_reasons},
+        "leases_delivered_again_at": [round(t, 3) for t in scan.lapsed_at],
         "evidence": evidence,
     }
 
@@ -1102,7 +1150,13 @@ def tables(result: dict[str, Any]) -> list[Table]:
         bad=f["scheduled_started_early"] > 0)
     r = f["redelivery"]
     row("max redelivery delay (s)", r["max_s"] if r["max_s"] is not None else "n/a",
-        f"kill -> next start, {r['rerun']} runs (p50 {r['p50_s']} s)")
+        f"kill -> next start of the {r['rerun']} jobs killed workers held (p50 "
+        f"{r['p50_s']} s); over {r['bound_s']:g} s (2 x lease): {len(r['over_bound'])}",
+        bad=bool(r["over_bound"]))
+    lapses = Counter(round(t - result["t0"]) for t in f["leases_delivered_again_at"])
+    row("leases delivered again (sweep)", len(f["leases_delivered_again_at"]),
+        ("at + " + ", ".join(f"{k} s ({v})" for k, v in sorted(lapses.items())))
+        if lapses else "")
     row("records by attempts", kv(f["records_by_attempts"]))
     row("worker log", kv(dict(sorted(f["worker_log"]["counts"].items()))) or "-")
     ft = Table(title="faults (at: seconds after the first enqueue)")
@@ -1233,7 +1287,7 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None, Path | No
         with contextlib.suppress(OSError):
             shutil.copy(server.log_path, run_dir / "redis.log")
         server.stop()
-    result = {"meta": meta, "duration_s": round(t_end - t0, 1),
+    result = {"meta": meta, "t0": t0, "duration_s": round(t_end - t0, 1),
               "verdict": verdict(figures), "figures": figures,
               "faults": fault_rows(chaos, t0),
               "chaos": {"faults": [asdict(f) for f in chaos.faults], "kills": chaos.kills,

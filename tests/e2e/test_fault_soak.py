@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,9 @@ def test_the_analysis_tells_overlaps_kills_and_unexplained_repeats_apart(tmp_pat
     assert notes.torn_lines == 0
     # c was cut by w1's kill at 105 (its run ends there), so c's runs do not overlap
     assert list(soak.concurrent_runs(notes, chaos)) == ["a"]
-    reasons = {(r["job_id"], r["reason"]) for r in soak.explain_repeats(notes, chaos, {})}
+    scan = _scan(retried_by={"d": {"soak-w2"}}, received_by={"soak-w1": {"a", "b", "c"}},
+                 completed_by={"a": {"soak-w1"}})
+    reasons = {(r["job_id"], r["reason"]) for r in soak.explain_repeats(notes, chaos, scan)}
     assert reasons == {
         ("a", "unexplained"),  # w2 was never killed
         ("b", "killed after the body ran, before the ack"),
@@ -103,6 +106,19 @@ def test_the_analysis_tells_overlaps_kills_and_unexplained_repeats_apart(tmp_pat
         ("d", "retry after a failed attempt (its policy)"),
     }
     # a completion the killed worker logged makes the repeat unexplained
-    logged = {(r["job_id"], r["reason"]) for r in
-              soak.explain_repeats(notes, chaos, {"b": {"soak-w1"}})}
+    scan.completed_by["b"] = {"soak-w1"}
+    logged = {(r["job_id"], r["reason"]) for r in soak.explain_repeats(notes, chaos, scan)}
     assert ("b", "unexplained") in logged
+    # a failed attempt whose retry was never logged: explained only by a kill
+    scan.retried_by.clear()
+    assert ("d", "unexplained") in {(r["job_id"], r["reason"])
+                                    for r in soak.explain_repeats(notes, chaos, scan)}
+    # redelivery: c (held by w1, not completed there) started again 25 s after the kill
+    redelivery = soak.redeliveries(notes, chaos, scan, lease_s=15.0)
+    assert (redelivery["rerun"], redelivery["max_s"], redelivery["over_bound"]) == (1, 25.0, [])
+
+
+def _scan(**fields: dict[str, set[str]]) -> soak.LogScan:
+    return soak.LogScan(counts={}, skip_reasons={}, completed_by=fields.get("completed_by", {}),
+                        completions=Counter(), received_by=fields.get("received_by", {}),
+                        retried_by=fields.get("retried_by", {}), lapsed_at=[])
