@@ -87,6 +87,10 @@ def install(
         # transport's sweep (every lease / 3 s) delivers again what a dead worker held.
         "unacked_restore_interval": max(1, lease_s // 3),
         "unacked_restore_throttle": 1,
+        # The sweep's lock lives one interval (kombu's 300 s: a lock whose SET reached a
+        # stalled Redis after its reply timed out blocked every sweep for 5 minutes). Two
+        # sweeps at once are safe: restore_by_tag takes each entry in one MULTI/EXEC.
+        "unacked_mutex_expire": max(1, lease_s // 3),
         **timeouts.transport_options(settings.redis.timeout_ms),  # bounded publishes
         **user_options,
         "visibility_timeout": lease_s,  # kombu's name for the lease (see transport.QoS)

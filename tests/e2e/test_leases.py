@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from boundary_celery.core import JobStatus
 from boundary_celery.testing import wait_for
 
@@ -17,10 +19,11 @@ def _status(jobs, job_id):
     return job.status if job else None
 
 
+@pytest.mark.parametrize("lock_left", [False, True], ids=["plain", "sweep-lock-left"])
 def test_sigkilled_workers_job_is_finished_by_the_other_within_60_s(
-    sandbox, make_jobs, worker_factory
+    sandbox, make_jobs, worker_factory, lock_left
 ):
-    _, jobs = make_jobs()
+    app, jobs = make_jobs()
     q = sandbox.queue()
     first, second = worker_factory([q]), worker_factory([q])
     job_id = jobs.enqueue("e2e.slow", {"key": "k", "seconds": 3}, queue=q)
@@ -31,6 +34,9 @@ def test_sigkilled_workers_job_is_finished_by_the_other_within_60_s(
     assert owner == victim.hostname
     victim.kill()  # SIGKILL the worker and its pool child: a machine crash
     killed_at = time.monotonic()
+    if lock_left:  # a sweep's lock whose SET reached Redis while its reply was lost
+        expire = app.conf.broker_transport_options.get("unacked_mutex_expire", 300)
+        r.set(sandbox.keys.unacked_mutex, "lost-reply", ex=expire)
     job = wait_for(lambda: (j := jobs.find_job(job_id)) and j.status is JobStatus.COMPLETED
                    and j, timeout=60, interval=0.2, message="the other worker finishes it")
     took = time.monotonic() - killed_at
