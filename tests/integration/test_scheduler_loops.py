@@ -74,6 +74,7 @@ def test_a_job_scheduled_right_after_the_due_time_read_wakes_the_loop(sandbox, m
     sooner job scheduled just after that read still wakes it (otherwise it would sleep
     the whole 5 s interval)."""
     _, jobs = make_jobs()
+    _, reader = make_jobs()  # the test's reads: its own client, not the loop's
     q = sandbox.queue()
     loop = SchedulerLoop(jobs)
     assert loop.interval_s == 5.0
@@ -90,7 +91,7 @@ def test_a_job_scheduled_right_after_the_due_time_read_wakes_the_loop(sandbox, m
     jobs.store.next_due_ms = read_then_schedule  # type: ignore[method-assign]
     loop.start()
     try:
-        wait_for(lambda: jobs.queue_size(q) == 1, timeout=3, interval=0.01,
+        wait_for(lambda: reader.queue_size(q) == 1, timeout=3, interval=0.01,
                  message="the job moved well before the 5 s interval")
     finally:
         loop.stop()

@@ -134,6 +134,8 @@ def test_the_started_loop_rides_out_redis_down_then_loading(caplog):
     box = Sandbox(url=f"redis://127.0.0.1:{port}/0")
     first = RedisServer(port=port).start()
     jobs = boundary_celery.install(Celery("scheduler-redis-away"), box.settings())
+    # The test's reads and enqueues: its own app and client, not the loop's.
+    reader = boundary_celery.install(Celery("scheduler-redis-away-reader"), box.settings())
     loop = SchedulerLoop(jobs, interval_ms=100)
     second = RedisServer(port=port, extra_args=SLOW_LOADING_ARGS)
     q = box.queue()
@@ -144,10 +146,11 @@ def test_the_started_loop_rides_out_redis_down_then_loading(caplog):
                 if "Scheduler pass failed" in r.getMessage() and error in r.getMessage()]
 
     def moves_a_job() -> None:
-        before = jobs.queue_size(q)
-        jobs.enqueue("t.sched", {"k": 1}, queue=q, execute_at=utcnow() + timedelta(seconds=1))
-        assert jobs.scheduled_count() == 1  # scheduled, not queued (see schedule_soon)
-        wait_for(lambda: jobs.queue_size(q) == before + 1 and jobs.scheduled_count() == 0,
+        before = reader.queue_size(q)
+        reader.enqueue("t.sched", {"k": 1}, queue=q,
+                       execute_at=utcnow() + timedelta(seconds=1))
+        assert reader.scheduled_count() == 1  # scheduled, not queued (see schedule_soon)
+        wait_for(lambda: reader.queue_size(q) == before + 1 and reader.scheduled_count() == 0,
                  timeout=10, message="the scheduled job moved")
 
     try:
@@ -169,5 +172,6 @@ def test_the_started_loop_rides_out_redis_down_then_loading(caplog):
     finally:
         loop.stop()
         jobs.store.close()
+        reader.store.close()
         first.stop()
         second.stop()
