@@ -203,8 +203,8 @@ def _record_control_flow(task: BoundaryTask, job: Job, flow: Exception) -> None:
         persisting(lambda: jobs.store.dead_letter(failed, count=True), what="dead-letter a job")
         log.warning(event("Job rejected; dead-lettered", job_id=jid, job_type=job.job_type))
         return
-    status = persisting(lambda: jobs.store.record(jid).get("status"), what="read a job")
-    if status == JobStatus.RUNNING.value:
+    status = persisting(lambda: jobs.store.status_of(jid), what="read a job")
+    if status is JobStatus.RUNNING:
         error = JobError(type="Ignored", message="ignored by the task (Celery's Ignore)")
         persisting(lambda: jobs.store.cancel(jid, now, stopped=True, reason=error),
                    what="record a cancellation")
