@@ -12,7 +12,6 @@ the scripts receive the core's rules as data (e.g. the statuses a delivery skips
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from uuid import UUID
 
 import redis
 
+from boundary_celery.adapters.deliveries import RedisDeliveries
 from boundary_celery.adapters.redis_connect import connect
 from boundary_celery.adapters.redis_keys import (
     HIST_SEP,
@@ -34,7 +34,6 @@ from boundary_celery.adapters.redis_keys import (
     legacy_list_keys,
     list_key,
     list_keys,
-    queue_of_list,
 )
 from boundary_celery.adapters.redis_records import (
     dumps,
@@ -108,12 +107,6 @@ def _readable(record: dict[str, str]) -> Job | None:
         return None
 
 
-@functools.cache
-def _queue_json(list_name: str) -> str:
-    """The JSON string of a broker list's queue (``claim.lua`` records it unacked)."""
-    return json.dumps(queue_of_list(list_name))
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -172,6 +165,12 @@ class RedisJobStore:
         self.requeue: Requeue | None = None
         self._client: redis.Redis | None = None
         self._pid = 0
+
+    @property
+    def deliveries(self) -> RedisDeliveries:
+        """The unacked entries and their leases (``adapters.deliveries``), on this
+        store's client (none for the transport's store: it passes its own)."""
+        return RedisDeliveries(self.keys, self.client if self.url is not None else None)
 
     @property
     def client(self) -> redis.Redis:
@@ -287,27 +286,6 @@ class RedisJobStore:
             queue, list_key(queue, priority.celery), message, job_id,
             due_ms=None if due is None else to_ms(due), write=write,
         ).run(self.client)
-
-    def claim_call(self, lists: Sequence[str], now_s: float) -> ScriptCall:
-        """The ``claim`` call taking the next message of ``lists`` (in that order) and
-        recording it unacked under a lease starting at ``now_s``, atomically. Its reply:
-        ``[i, message, tag]`` (the i-th list, 1-based; no tag: unrecorded, unreadable) or
-        ``[0, wake id]``, the id to wait after (:meth:`wait_command`)."""
-        k = self.keys
-        return ScriptCall(script("claim"), (*lists, k.unacked, k.unacked_index, k.lists_wake),
-                          (repr(now_s), len(lists), *map(_queue_json, lists)))
-
-    def wait_command(self, after: str, timeout_ms: int) -> tuple[str | int, ...]:
-        """The blocking command that returns once a list got a message after the claim
-        that answered ``after`` (or after ``timeout_ms``): an ``XREAD`` of the wake
-        stream, which takes nothing."""
-        return ("XREAD", "COUNT", 1, "BLOCK", timeout_ms, "STREAMS", self.keys.lists_wake,
-                after)
-
-    def queue_wake(self, pipe: Any) -> None:
-        """Queue on ``pipe`` the word to idle workers that a list got a message (for
-        messages put back outside the scripts: a redelivery, a hand-back)."""
-        pipe.xadd(self.keys.lists_wake, {"q": "back"}, maxlen=100, approximate=True)
 
     def begin_call(self, job_id: str, now: datetime, worker: str, retry_count: int,
                    max_retries: int, create: Job | None = None, *, tag: str = "",
@@ -501,16 +479,13 @@ class RedisJobStore:
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(self.keys.workers, {worker: now_ms})
         pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms - ttl_ms)
-        if leases:
-            pipe.zadd(self.keys.unacked_index, dict.fromkeys(leases, now.timestamp()),
-                      xx=True)
+        self.deliveries.renew(leases, now.timestamp(), pipe)
         pipe.execute()
 
     def lease_ages(self) -> dict[str, float]:
         """Seconds since each held delivery's lease was last renewed, by delivery tag."""
         now = time.time()
-        rows = self.client.zrange(self.keys.unacked_index, 0, -1, withscores=True)
-        return {_text(tag): now - score for tag, score in rows}
+        return {tag: now - start for tag, start in self.deliveries.leases().items()}
 
     def worker_gone(self, worker: str) -> None:
         """Forget a worker that stopped cleanly."""

@@ -23,6 +23,7 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 from kombu.exceptions import ContentDisallowed, DecodeError
 
+from boundary_celery.adapters.deliveries import HOLDINGS_ATTR, Holdings
 from boundary_celery.core import JobStatus, valid_transition
 from boundary_celery.core.job import Job
 from boundary_celery.core.priority import Priority
@@ -33,7 +34,7 @@ from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.interrupted import record_interrupted
 from boundary_celery.shell.logfmt import count, event
 from boundary_celery.shell.poison import poison_job
-from boundary_celery.shell.transport import release_unstarted
+from boundary_celery.shell.transport import started_tags
 
 if TYPE_CHECKING:
     from boundary_celery.shell.jobs import Jobs
@@ -121,10 +122,27 @@ class BoundaryConsumer(Consumer):
     received, when even that fails here), never requeued to fail again at once.
     """
 
+    @property
+    def holdings(self) -> Holdings:
+        """The worker's deliveries (made by its ``WorkerRuntime`` step; our own when
+        this consumer runs without it)."""
+        holder = self.controller if self.controller is not None else self
+        holdings = getattr(holder, HOLDINGS_ATTR, None)
+        if holdings is None:
+            holdings = Holdings()
+            setattr(holder, HOLDINGS_ATTR, holdings)
+        return holdings
+
+    def connection_for_read(self, heartbeat: Any = None) -> Any:
+        """Celery's, carrying the worker's :class:`Holdings` to its channels."""
+        connection = super().connection_for_read(heartbeat=heartbeat)
+        setattr(connection, HOLDINGS_ATTR, self.holdings)
+        return connection
+
     def on_close(self) -> None:
         # A reconnect: Celery forgets the requests its pool has not started; their leases
         # must lapse (or they would be renewed, and held, for good).
-        released = release_unstarted()
+        released = self.holdings.release_unstarted(started_tags())
         if released:
             log.warning(event("Unstarted deliveries released after a lost connection",
                               count=released))

@@ -1,16 +1,17 @@
 """Marking a job running on receipt: the ``begin`` call the worker's consumer runs in
-the same MULTI/EXEC as kombu's unacked bookkeeping (see ``transport.QoS``)."""
+the same MULTI/EXEC as kombu's unacked bookkeeping (see ``transport.QoS``); the
+worker gives it to its consumer's connections in its ``Holdings``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from boundary_celery.adapters.deliveries import BeginHook
 from boundary_celery.adapters.redis_store import ScriptCall
 from boundary_celery.shell import wire
 from boundary_celery.shell.clock import utcnow
 from boundary_celery.shell.execution import effective_max_retries
 from boundary_celery.shell.task import BoundaryTask
-from boundary_celery.shell.transport import BeginHook
 
 if TYPE_CHECKING:
     from boundary_celery.shell.jobs import Jobs

@@ -23,20 +23,22 @@ other tools read the broker as usual). Compared with kombu's Redis transport it:
   message as unacked, and hands the verdict to the pool in a header: marking a job
   running costs no round trip of its own;
 - holds every delivery under a lease instead of a visibility timeout: the process keeps
-  the tags it holds (:data:`HELD`), its heartbeat renews them all in one command, and the
-  sweep delivers again only what a dead worker held (lease older than ``lease_s``), never
-  a job because it runs long. kombu's sweep is replaced by that lease sweep (same keys,
-  same mutex, same atomic restore), not kept beside it. At a channel close (shutdown or
-  reconnect) the worker hands back at once what its pool has not started, and keeps
-  what it runs;
+  the tags it holds (its ``Holdings``), its heartbeat renews them all in one command, and
+  the sweep delivers again only what a dead worker held (lease older than ``lease_s``),
+  never a job because it runs long. kombu's sweep is replaced by that lease sweep, not
+  kept beside it. At a channel close (shutdown or reconnect) the worker hands back at
+  once what its pool has not started, and keeps what it runs. The bookkeeping itself
+  (claim, record, renew, sweep, hand back, ack) is ``adapters.deliveries``'; the kombu
+  overrides here only delegate to it;
 - with ``[redis] wait_replicas``, returns from a publish only once that many replicas
   have the job (``WAIT``), so a failover cannot lose an acknowledged enqueue.
 
 :class:`SentinelTransport` is the same on a ``sentinel://`` URL (kombu's Sentinel
 channel finds the master, and the new one after a failover).
 
-The store builds every script call (``RedisJobStore.enqueue_call``, ``begin_call``,
-``dead_letter``); this module only runs them on kombu's client or pipeline.
+The store and the deliveries' owner build every script call (``enqueue_call``,
+``begin_call``, ``dead_letter``, ``claim_call``); this module only runs them on kombu's
+client or pipeline.
 """
 
 # kombu/celery internals used here are untyped attributes of their classes.
@@ -44,9 +46,8 @@ The store builds every script call (``RedisJobStore.enqueue_call``, ``begin_call
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -57,6 +58,15 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
 from kombu.utils.objects import cached_property
 
+from boundary_celery.adapters.deliveries import (
+    Claimed,
+    Holdings,
+    RedisDeliveries,
+    holdings_of,
+    read_claim,
+    release_lock,
+    unacked_entry,
+)
 from boundary_celery.adapters.redis_store import RedisJobStore, ScriptCall
 from boundary_celery.core import JobStatus, valid_transition
 from boundary_celery.core.errors import NotReplicatedError
@@ -73,66 +83,7 @@ from boundary_celery.shell.poison import poison_job
 
 log = logging.getLogger("boundary_celery.worker")
 
-#: ``hook(message) -> ScriptCall | None``: the ``begin`` call for a received message,
-#: installed by the worker bootstep (None: not a worker, or not a job).
-BeginHook = Callable[[Any], "ScriptCall | None"]
-
-
-class Held:
-    """A set of delivery tags shared by every channel of this process; thread-safe (the
-    heartbeat thread reads them)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tags: dict[str, None] = {}
-
-    def add(self, tag: str) -> None:
-        with self._lock:
-            self._tags[tag] = None
-
-    def discard(self, tag: str) -> None:
-        with self._lock:
-            self._tags.pop(tag, None)
-
-    def __contains__(self, tag: object) -> bool:
-        return tag in self._tags
-
-    def tags(self) -> list[str]:
-        """A snapshot, for the heartbeat's lease renewal."""
-        with self._lock:
-            return list(self._tags)
-
-
-#: The deliveries this process holds (received, not yet acked or handed back): the
-#: heartbeat renews their leases.
-HELD = Held()
-#: Deliveries whose ack Redis did not take (a restart): still held, acked again by the
-#: next sweep (``QoS._ack_deferred``).
-ACKS_DUE = Held()
-
-
-class Orphans:
-    """Messages BRPOP took whose receipt a connection error interrupted; the lease sweep
-    hands them back once Redis answers (``QoS._return_orphans``)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: dict[str, Any] = {}
-
-    def put(self, tag: str, message: Any) -> None:
-        with self._lock:
-            self._items[tag] = message
-
-    def take(self) -> list[tuple[str, Any]]:
-        with self._lock:
-            items, self._items = list(self._items.items()), {}
-        return items
-
-
-ORPHANS = Orphans()
-
-
-def _started_tags() -> set[str]:
+def started_tags() -> set[str]:
     """Delivery tags of the requests the pool has started (Celery's active requests)."""
     from celery.worker import state
 
@@ -145,73 +96,66 @@ def _started_tags() -> set[str]:
     return tags
 
 
-def release_unstarted() -> int:
-    """Stop renewing the leases of deliveries the pool has not started (Celery drops those
-    requests on a reconnect), so the sweep of any worker delivers them again; returns how
-    many were released. kombu >= 5.7 has usually handed them back at the channel close
-    already; kombu 5.4 does not close the channel there."""
-    started = _started_tags()
-    released = [tag for tag in HELD.tags() if tag not in started]
-    for tag in released:
-        HELD.discard(tag)
-    return len(released)
-
-
 #: Fetch kinds besides kombu's "BRPOP" (see ``Channel._fetch``).
 CLAIM, WAIT = "boundary.claim", "boundary.wait"
 
 
-class _Claimed(threading.local):
-    """The delivery tag of the message being delivered right now, when ``claim.lua``
-    already recorded it unacked (set around the consumer callback, same thread)."""
-
-    tag: str | None = None
-
-
-_CLAIMED = _Claimed()
-
-
 class QoS(kombu_redis.QoS):
     """kombu's Redis ack emulation, with the job's ``begin`` in the same transaction and
-    leases instead of a visibility timeout (kombu's ``visibility_timeout`` is the lease)."""
+    leases instead of a visibility timeout (kombu's ``visibility_timeout`` is the lease).
+    The bookkeeping is the channel's ``deliveries``; what this process holds, its
+    ``holdings`` (both in ``adapters.deliveries``)."""
 
-    begin_hook: BeginHook | None = None
+    @property
+    def deliveries(self) -> RedisDeliveries:
+        return self.channel.deliveries
+
+    @property
+    def holdings(self) -> Holdings:
+        return self.channel.holdings
 
     def append(self, message: Any, delivery_tag: str) -> None:
         tag = str(delivery_tag)
-        HELD.add(tag)
+        holdings = self.holdings
+        holdings.hold(tag)
         try:
-            self._append(message, delivery_tag)
+            self._append(message, tag)
         except Exception as exc:
-            HELD.discard(tag)
+            holdings.release(tag)
             if is_connection_error(exc, self.channel.connection_errors):
-                # BRPOP took the message; the unacked record may or may not have been
-                # written. Handed back once Redis answers again (``_return_orphans``).
-                ORPHANS.put(tag, message)
+                # The message was taken; its entry may or may not have been written.
+                # Handed back once Redis answers again (``_return_orphans``).
+                holdings.orphan(tag, message)
             raise
 
-    def _append(self, message: Any, delivery_tag: str) -> None:
-        hook = QoS.begin_hook
+    def _append(self, message: Any, tag: str) -> None:
+        hook = self.holdings.begin_hook
         call = hook(message) if hook is not None else None
-        claimed = _CLAIMED.tag == str(delivery_tag)  # unacked record written by the claim
+        claimed = self.channel._claimed_tag == tag  # the claim wrote the entry
+        verdict: str | None = None
         if call is None:
-            if claimed:
-                virtual.QoS.append(self, message, delivery_tag)
-            else:
-                super().append(message, delivery_tag)
-            if hook is not None:  # a worker: the pool child's begin records the tag
-                message.headers[wire.TAG] = str(delivery_tag)
-            return
-        if claimed:
+            if not claimed:
+                with self.pipe_or_acquire() as pipe:
+                    self._record(pipe, message, tag)
+                    pipe.execute()
+        elif claimed:
             verdict = self._begin(call)
         else:
-            verdict = self._record_and_begin(message, delivery_tag, call)
-        # After the unacked copy was serialized: a redelivery never carries these.
-        message.headers[wire.TAG] = str(delivery_tag)
+            verdict = self._record_and_begin(message, tag, call)
+        if hook is not None:  # a worker: the pool child's begin reads the tag
+            # After the entry was serialized: a redelivery never carries these.
+            message.headers[wire.TAG] = tag
         if verdict is not None:
             message.headers[wire.VERDICT] = verdict
             message.headers[wire.RECEIVED] = int(time.time() * 1000)
-        virtual.QoS.append(self, message, delivery_tag)
+        virtual.QoS.append(self, message, tag)
+
+    def _record(self, pipe: Any, message: Any, tag: str) -> None:
+        """Queue the entry of a message taken without the claim (kombu's BRPOP)."""
+        delivery = message.delivery_info
+        entry = unacked_entry(dumps(message._raw), delivery["exchange"],
+                              delivery["routing_key"])
+        self.deliveries.record(tag, entry, kombu_redis.time(), pipe)
 
     def _begin(self, call: ScriptCall) -> str | None:
         """Run ``begin`` alone (the claim recorded the delivery); None when it failed
@@ -222,23 +166,19 @@ class QoS(kombu_redis.QoS):
             except redis.exceptions.ResponseError:
                 return None
 
-    def _record_and_begin(self, message: Any, delivery_tag: str,
-                          call: ScriptCall) -> str | None:
-        """kombu's unacked bookkeeping and ``begin`` in one MULTI/EXEC (a message that
-        was popped, not claimed); the verdict, or None as in :meth:`_begin`."""
-        delivery = message.delivery_info
+    def _record_and_begin(self, message: Any, tag: str, call: ScriptCall) -> str | None:
+        """The entry and ``begin`` in one MULTI/EXEC (a message that was popped, not
+        claimed); the verdict, or None as in :meth:`_begin`."""
         with self.pipe_or_acquire() as pipe:
-            pipe.zadd(self.unacked_index_key, {delivery_tag: kombu_redis.time()})
-            pipe.hset(self.unacked_key, delivery_tag,
-                      dumps([message._raw, delivery["exchange"], delivery["routing_key"]]))
+            self._record(pipe, message, tag)
             call.queue(pipe)
             verdict: str | None
             try:
-                verdict = bytes_to_str(pipe.execute()[2])
+                verdict = bytes_to_str(pipe.execute()[-1])
             except redis.exceptions.NoScriptError:  # the rest of the transaction ran
                 with self.channel.conn_or_acquire() as client:
                     verdict = bytes_to_str(call.run(client))
-            except redis.exceptions.ResponseError:  # unacked bookkeeping ran; the pool
+            except redis.exceptions.ResponseError:  # the entry was written; the pool
                 verdict = None  # child runs begin itself and reports any error there
         return verdict
 
@@ -253,58 +193,69 @@ class QoS(kombu_redis.QoS):
                 raise
             tag = bytes_to_str(delivery_tag)
             virtual.QoS.ack(self, delivery_tag)  # done with, for this channel
-            HELD.add(tag)
-            ACKS_DUE.add(tag)
+            self.holdings.defer_ack(tag)
             log.warning(event("Ack deferred until Redis answers", delivery_tag=tag,
                               error=repr(exc)))
 
-    def _ack_deferred(self, client: Any) -> None:
-        """Ack what Redis could not take before (see :meth:`ack`)."""
-        for tag in ACKS_DUE.tags():
-            self._remove_from_indices(tag, client.pipeline()).execute()
-            ACKS_DUE.discard(tag)
-
     def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
-        HELD.discard(bytes_to_str(delivery_tag))  # acked, rejected or handed back
-        return super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[misc]
+        """kombu's bookkeeping of an ack, a reject or a hand-back: the entry goes, on
+        ``pipe`` (returned, for the caller to run)."""
+        tag = bytes_to_str(delivery_tag)
+        self.holdings.release(tag)
+        with self.pipe_or_acquire(pipe) as p:
+            self.deliveries.ack(tag, p)
+            return p
+
+    def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
+        """Hand the delivery back (``RedisDeliveries.hand_back``)."""
+        tag = bytes_to_str(tag)
+        self.holdings.release(tag)
+        with self.channel.conn_or_acquire(client) as conn:
+            self.deliveries.hand_back(tag, leftmost, client=conn)
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
-        """The lease sweep (kombu calls it every ``unacked_restore_interval``): deliver
-        again each delivery whose lease lapsed (its worker stopped renewing it), oldest
-        first, at most ``num`` per call. Never one this process holds."""
-        ceil = time.time() - self.visibility_timeout
+        """The lease sweep (kombu calls it every ``unacked_restore_interval``): first the
+        acks and hand-backs a lost connection left due, then each delivery whose lease
+        lapsed (its worker stopped renewing it), oldest first, at most ``num`` per call;
+        never one this process holds (a late renewal, not a dead worker)."""
+        deliveries, held = self.deliveries, self.holdings.held
+        before = time.time() - self.visibility_timeout
         with self.channel.conn_or_acquire() as client:
             self._ack_deferred(client)
             self._return_orphans(client)
+            lock = deliveries.sweep_lock(self.unacked_mutex_expire, client)
+            if lock is None:  # another worker sweeps now
+                return
             try:
-                with kombu_redis.Mutex(client, self.unacked_mutex_key,
-                                       self.unacked_mutex_expire):
-                    lapsed = client.zrangebyscore(self.unacked_index_key, "-inf", ceil,
-                                                  start=0, num=num or 100)
-                    for raw_tag in lapsed:
-                        tag = bytes_to_str(raw_tag)
-                        if tag in HELD:  # ours: renewal late (an outage), not a dead worker
-                            continue
-                        self.restore_by_tag(tag, client)
-                        log.warning(event("Lease lapsed; delivered again", delivery_tag=tag))
-            except kombu_redis.MutexHeld:
-                pass
+                for tag in deliveries.lapsed(before, num or 100, held, client):
+                    deliveries.hand_back(tag, client=client)
+                    log.warning(event("Lease lapsed; delivered again", delivery_tag=tag))
+            finally:
+                release_lock(lock)
+
+    def _ack_deferred(self, client: Any) -> None:
+        """Ack what Redis could not take before (see :meth:`ack`)."""
+        holdings = self.holdings
+        for tag in holdings.acks_due.tags():
+            self._remove_from_indices(tag, client.pipeline()).execute()
+            holdings.acks_due.discard(tag)
 
     def _return_orphans(self, client: Any) -> None:
-        """Hand back the messages whose receipt a connection error cut short: restore
-        the unacked record when it was written, else push the message back."""
-        orphans = ORPHANS.take()
+        """Hand back the messages whose receipt a connection error cut short: by their
+        entry when it was written, else by pushing the message back."""
+        holdings = self.holdings
+        orphans = holdings.take_orphans()
         for done, (tag, message) in enumerate(orphans):
             try:
-                if client.hexists(self.unacked_key, tag):
-                    self.restore_by_tag(tag, client)
-                else:
+                if not self.deliveries.hand_back(tag, client=client):
                     info = message.delivery_info
-                    self.channel._do_restore_message(
-                        message._raw, info["exchange"], info["routing_key"], client)
+                    pipe = client.pipeline()
+                    self.deliveries.push_back(pipe, message._raw, info["exchange"],
+                                              info["routing_key"])
+                    pipe.execute()
             except Exception:
                 for left_tag, left in orphans[done:]:  # this one and the rest: next sweep
-                    ORPHANS.put(left_tag, left)
+                    holdings.orphan(left_tag, left)
                 raise
             log.warning(event("Message handed back after a connection error",
                               delivery_tag=tag))
@@ -315,15 +266,15 @@ class QoS(kombu_redis.QoS):
         pool finishes it and acks it later). If Redis is unreachable now, the deliveries
         handed back are released from this worker's leases instead, so the sweep of any
         worker returns them within a lease."""
-        started = _started_tags()
+        started = started_tags()
         delivered: dict[Any, Any] = self._delivered or {}
-        returned = [tag for tag in list(delivered) if str(tag) not in started]
+        returned = [str(tag) for tag in list(delivered) if str(tag) not in started]
         for tag in returned:
-            HELD.discard(str(tag))
+            self.holdings.release(tag)
         try:
             with self.channel.conn_or_acquire(client) as conn:
                 for tag in returned:
-                    self.restore_by_tag(tag, client=conn)
+                    self.deliveries.hand_back(tag, client=conn)
         except Exception as exc:  # Redis down, or the channel already torn down
             log.warning(event("Could not hand back deliveries now; their leases will lapse",
                               count=len(returned), error=repr(exc)))
@@ -356,6 +307,9 @@ class Channel(kombu_redis.Channel):
     boundary_max_message_bytes = 8_388_608
 
     _boundary_client: Any = None
+    #: The delivery tag of the message being delivered now when the claim wrote its
+    #: entry (set around the consumer callback; read by ``QoS.append``).
+    _claimed_tag: str | None = None
     #: Queues consumed with acks (see :meth:`basic_consume`).
     _boundary_acked: set[str] | None = None
 
@@ -365,6 +319,17 @@ class Channel(kombu_redis.Channel):
         return RedisJobStore(prefix=self.boundary_prefix,
                              dlq_max_size=self.boundary_dlq_max_size,
                              dlq_max_age_days=self.boundary_dlq_max_age_days)
+
+    @cached_property
+    def deliveries(self) -> RedisDeliveries:
+        """The unacked entries and leases, run on this channel's connections."""
+        return RedisDeliveries(self.boundary_store.keys, route=self._route_back)
+
+    @cached_property
+    def holdings(self) -> Holdings:
+        """What this process holds: the worker's (given to its consumer's connection),
+        else this connection's own."""
+        return holdings_of(self.connection.client)
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -460,9 +425,9 @@ class Channel(kombu_redis.Channel):
         if kind == "BRPOP":
             command: tuple[Any, ...] = ("BRPOP", *lists, timeout)
         elif kind == CLAIM:
-            command = self.boundary_store.claim_call(lists, kombu_redis.time()).command()
+            command = self.deliveries.claim_call(lists, kombu_redis.time()).command()
         else:
-            command = self.boundary_store.wait_command(after, max(int(timeout * 1000), 100))
+            command = self.deliveries.wait_command(after, max(int(timeout * 1000), 100))
         self._fetch, self._fetch_lists = kind, lists
         self._in_poll = connection
         self._brpop_sent_at = time.monotonic()  # read by kombu >= 5.7 only
@@ -483,7 +448,7 @@ class Channel(kombu_redis.Channel):
                 raise
             except redis.exceptions.NoScriptError:  # a restarted Redis: no scripts yet
                 with self.conn_or_acquire() as client:
-                    self.boundary_store.claim_call([], 0.0).load(client)
+                    self.deliveries.claim_call([], 0.0).load(client)
                 then = (CLAIM, "")
                 raise kombu_redis.Empty() from None
             except redis.exceptions.ResponseError as exc:  # refused (e.g. out of memory):
@@ -497,12 +462,12 @@ class Channel(kombu_redis.Channel):
                 if not reply:
                     raise kombu_redis.Empty()
                 return self._deliver_fetched(reply[0], reply[1], None)
-            index = int(reply[0])
-            if index == 0:  # every list empty: wait for the next message
-                then = (WAIT, bytes_to_str(reply[1]))
+            claimed = read_claim(reply)
+            if not isinstance(claimed, Claimed):  # every list empty: wait for a message
+                then = (WAIT, claimed)
                 raise kombu_redis.Empty()
-            tag = bytes_to_str(reply[2]) if len(reply) > 2 else None
-            return self._deliver_fetched((self._fetch_lists or [])[index - 1], reply[1], tag)
+            return self._deliver_fetched((self._fetch_lists or [])[claimed.index],
+                                         claimed.message, claimed.tag)
         finally:
             sent = (then is not None and not getattr(self, "_closing", False)
                     and self.qos.can_consume() and self._send_fetch(*then))
@@ -526,7 +491,7 @@ class Channel(kombu_redis.Channel):
                 pipe.rpush(dest_raw, item)
                 if tag is not None:
                     self.qos._remove_from_indices(tag, pipe)
-                self.boundary_store.queue_wake(pipe)
+                self.deliveries.wake(pipe)
                 pipe.execute()
             log.warning(event("Message returned: no consumer for its queue yet", queue=dest))
             return True
@@ -541,21 +506,27 @@ class Channel(kombu_redis.Channel):
             if tag is not None:
                 self.qos._remove_from_indices(tag).execute()
         elif self._task_queue(dest):
-            _CLAIMED.tag = tag
+            self._claimed_tag = tag
             try:
                 self._deliver_or_dead_letter(payload, item, dest)
             finally:
-                _CLAIMED.tag = None
+                self._claimed_tag = None
         else:  # a reply or a result: its reader's errors are its own
             self.connection._deliver(payload, dest)
         return True
 
     def _do_restore_message(self, payload: Any, exchange: str, routing_key: str,
                             pipe: Any, leftmost: bool = False) -> None:
-        """kombu's (the message back on its list), and the word to idle workers."""
-        super()._do_restore_message(  # type: ignore[misc]
-            payload, exchange, routing_key, pipe, leftmost)
-        self.boundary_store.queue_wake(pipe)
+        """kombu's (the message back on its lists, redelivered), by the deliveries'
+        owner, with the word to idle workers."""
+        self.deliveries.push_back(pipe, payload, exchange, routing_key, leftmost)
+
+    def _route_back(self, message: dict[str, Any], exchange: str,
+                    routing_key: str) -> Sequence[str]:
+        """The lists a handed-back message returns to: kombu's routing (``_lookup``) at
+        the level of its priority."""
+        step = self._get_message_priority(message, reverse=False)
+        return [self._q_for_pri(queue, step) for queue in self._lookup(exchange, routing_key)]
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         """kombu's; notes the queues consumed with acks: their messages are the task

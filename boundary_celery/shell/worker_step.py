@@ -24,6 +24,7 @@ from celery import bootsteps, signals
 from celery.worker.state import maybe_shutdown
 from kombu.utils.functional import retry_over_time
 
+from boundary_celery.adapters.deliveries import Holdings
 from boundary_celery.shell.heartbeat import Heartbeat
 from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.logfmt import event
@@ -31,7 +32,6 @@ from boundary_celery.shell.pool_limits import arm_hard_first
 from boundary_celery.shell.receipt import begin_hook
 from boundary_celery.shell.scheduler import SchedulerLoop
 from boundary_celery.shell.shutdown import arm as arm_shutdown_timeout
-from boundary_celery.shell.transport import HELD, QoS
 
 log = logging.getLogger("boundary_celery.scheduler")
 
@@ -100,8 +100,9 @@ class WorkerRuntime(bootsteps.StartStopStep):
     def start(self, worker: Any) -> None:
         jobs = jobs_of(worker.app)
         hostname = worker.hostname
-        QoS.begin_hook = begin_hook(jobs, hostname)  # before the consumer starts (it is last)
-        self.heartbeat = heartbeat = Heartbeat(jobs, hostname, leases=HELD.tags)
+        # Before the consumer starts (it is last): its connections carry these.
+        holdings = worker.boundary_holdings = Holdings(begin_hook(jobs, hostname))
+        self.heartbeat = heartbeat = Heartbeat(jobs, hostname, leases=holdings.held.tags)
         embedded = jobs.settings.scheduler.enabled
         interval = jobs.settings.scheduler.interval_ms
         loop = self.loop = SchedulerLoop(jobs, interval_ms=interval) if embedded else None

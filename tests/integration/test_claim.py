@@ -51,7 +51,7 @@ def test_claim_takes_the_most_urgent_and_records_it_unacked(sandbox, store):
     r.lpush(lists[1], first, second)  # FIFO: first pushed, first claimed
     now = time.time()
 
-    index, raw, tag = store.claim_call(lists, now).run(r)
+    index, raw, tag = store.deliveries.claim_call(lists, now).run(r)
 
     assert (index, raw, tag) == (2, first, first_tag)
     assert r.lrange(lists[1], 0, -1) == [second]
@@ -63,21 +63,21 @@ def test_claim_takes_the_most_urgent_and_records_it_unacked(sandbox, store):
 def test_claim_of_empty_lists_answers_the_wake_id_and_a_first_message_wakes(sandbox, store):
     r, q = sandbox.redis, sandbox.queue()
     target = list_key(q, 0)
-    index, after = store.claim_call([target], time.time()).run(r)
+    index, after = store.deliveries.claim_call([target], time.time()).run(r)
     assert index == 0
 
     blocked = redis.Redis.from_url(sandbox.url, decode_responses=True)
     try:
         raw, _ = message(q)
         store.enqueue_call(q, target, raw, str(uuid.uuid4())).run(r)
-        woke = blocked.execute_command(*store.wait_command(after, 2000))
+        woke = blocked.execute_command(*store.deliveries.wait_command(after, 2000))
         assert woke, "the wait returns once the list got its first message"
         length = r.xlen(store.keys.lists_wake)
         store.enqueue_call(q, target, message(q)[0], str(uuid.uuid4())).run(r)
         assert r.xlen(store.keys.lists_wake) == length  # not empty before: nobody waits
-        _, last = store.claim_call([list_key(q, 2)], time.time()).run(r)
+        _, last = store.deliveries.claim_call([list_key(q, 2)], time.time()).run(r)
         started = time.monotonic()
-        assert not blocked.execute_command(*store.wait_command(last, 300))
+        assert not blocked.execute_command(*store.deliveries.wait_command(last, 300))
         assert time.monotonic() - started >= 0.25  # bounded by its timeout
     finally:
         blocked.close()
@@ -88,7 +88,7 @@ def test_an_unreadable_message_is_taken_without_a_record(sandbox, store):
     r = redis.Redis.from_url(sandbox.url)  # bytes: the message is not UTF-8
     try:
         r.lpush(list_key(q, 0), b"\xff not json")
-        reply = store.claim_call([list_key(q, 0)], time.time()).run(r)
+        reply = store.deliveries.claim_call([list_key(q, 0)], time.time()).run(r)
         assert reply == [1, b"\xff not json"]  # no tag: nothing recorded
         assert r.hlen(store.keys.unacked) == 0 and r.llen(list_key(q, 0)) == 0
     finally:
@@ -102,7 +102,7 @@ def test_a_claim_whose_reply_was_lost_is_delivered_again_by_the_lease_sweep(sand
     raw, tag = message(q)
     r.lpush(list_key(q, 4), raw)
     lapsed = time.time() - 3600
-    assert store.claim_call([list_key(q, 4)], lapsed).run(r)[2] == tag
+    assert store.deliveries.claim_call([list_key(q, 4)], lapsed).run(r)[2] == tag
     assert r.llen(list_key(q, 4)) == 0
     woken = r.xlen(store.keys.lists_wake)
 
@@ -130,10 +130,10 @@ def test_a_redis_out_of_memory_refuses_the_claim_and_keeps_the_message():
         r.lpush(q, raw)
         r.config_set("maxmemory", 1)
         with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
-            store.claim_call([q], time.time()).run(r)
+            store.deliveries.claim_call([q], time.time()).run(r)
         assert r.lrange(q, 0, -1) == [raw]
         r.config_set("maxmemory", 0)
-        assert store.claim_call([q], time.time()).run(r)[1] == raw
+        assert store.deliveries.claim_call([q], time.time()).run(r)[1] == raw
         store.close()
     finally:
         server.stop()
@@ -151,7 +151,7 @@ def test_a_message_of_another_shape_is_decoded_for_its_tag(sandbox, store):
     raw = json.dumps(env)
     assert not raw.endswith('"}}')
     r.lpush(list_key(q, 0), raw)
-    assert store.claim_call([list_key(q, 0)], time.time()).run(r)[2] == tag
+    assert store.deliveries.claim_call([list_key(q, 0)], time.time()).run(r)[2] == tag
     payload, exchange, queue = json.loads(r.hget(store.keys.unacked, tag))
     assert payload == env and (exchange, queue) == ("", q)
 
@@ -160,8 +160,6 @@ def test_an_ack_redis_cannot_take_is_deferred_and_made_by_the_next_sweep():
     """Redis down when a job's ack comes (a restart): no error reaches Celery, the
     delivery stays held (its lease renewed, never delivered again) and the first sweep
     after Redis is back acks it."""
-    from boundary_celery.shell.transport import ACKS_DUE, HELD
-
     server = RedisServer(extra_args=("--appendonly", "yes", "--appendfsync", "always"))
     server.start()
     conn = None
@@ -184,7 +182,8 @@ def test_an_ack_redis_cannot_take_is_deferred_and_made_by_the_next_sweep():
         down.start()
         time.sleep(0.3)
         got[0].ack()  # Redis is down: deferred, not raised
-        assert tag in ACKS_DUE and tag in HELD
+        holdings = conn.default_channel.holdings
+        assert tag in holdings.acks_due and tag in holdings.held
         down.join(timeout=30)
 
         r = server.client(decode_responses=True)
@@ -192,7 +191,7 @@ def test_an_ack_redis_cannot_take_is_deferred_and_made_by_the_next_sweep():
         conn.default_channel.qos.restore_visible(num=10)
         assert not r.hexists(store.keys.unacked, tag)
         assert r.zscore(store.keys.unacked_index, tag) is None
-        assert tag not in ACKS_DUE and tag not in HELD
+        assert tag not in holdings.acks_due and tag not in holdings.held
         assert r.llen(q) == 0  # acked, not delivered again
         store.close()
     finally:

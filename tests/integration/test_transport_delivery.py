@@ -16,7 +16,6 @@ from kombu import Connection
 
 from boundary_celery.adapters.redis_keys import list_key
 from boundary_celery.adapters.redis_store import RedisJobStore
-from boundary_celery.shell.transport import HELD
 from tests.unit.test_shell_envelope import envelope
 
 TRANSPORT = "boundary_celery.shell.transport:Transport"
@@ -80,7 +79,7 @@ def test_a_failing_delivery_is_dead_lettered_and_the_loop_goes_on(sandbox, store
     assert dead.metadata["raw"] == raw
     assert dead.job_type == "e2e.record" and dead.queue == q
     assert tag not in unacked(sandbox, conn)  # acked: never delivered again
-    assert tag not in HELD
+    assert tag not in conn.default_channel.holdings.held
 
 
 def test_a_lost_connection_is_raised_and_the_message_stays_unacked(sandbox, store, consume):
