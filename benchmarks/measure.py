@@ -198,7 +198,7 @@ def drain(system: System, staged: dict[str, int], n: int, timeout: float) -> dic
     if system.jobs is not None:
         # A boundary producer announces a list going non-empty on the wake stream; the
         # RENAME does not, so the release says it too (idle workers wait on that stream).
-        system.jobs.store.queue_wake(pipe)
+        system.jobs.store.deliveries.wake(pipe)
     t0 = time.perf_counter()
     pipe.execute()
     first = None

@@ -228,7 +228,7 @@ def test_malformed_message_is_dead_lettered_and_the_worker_keeps_running(rig: Ri
     r.lpush(list_key(q, Priority.NORMAL.celery), raw)
     # Announced as enqueue.lua does, so the idle consumer claims it at once (a push
     # nobody announces is claimed within brpop_timeout, after the long job).
-    jobs.store.queue_wake(r)
+    jobs.store.deliveries.wake(r)
 
     kept = raw.decode("utf-8", "backslashreplace")
     dead = wait_for(lambda: next((j for j in jobs.failed_jobs(10)
