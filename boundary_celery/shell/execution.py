@@ -67,10 +67,11 @@ def effective_max_retries(task: BoundaryTask, meta: dict[str, Any]) -> int:
 
 
 def job_from_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any],
-                      req: Any = None) -> Job:
+                      req: Any = None, *, strict: bool = True) -> Job:
     """The job this delivery carries: Celery's fields (id, task name, retries, priority,
     queue), the ``boundary`` header and the job type's definition. ``req`` is the
-    delivery's Celery context (default: the task's current request)."""
+    delivery's Celery context (default: the task's current request). Arguments the
+    handler does not take raise, unless not ``strict``: then they are kept as they came."""
     req = task.request if req is None else req
     meta = wire.effective_meta(getattr(req, wire.META, None))
     delivery = req.delivery_info or {}
@@ -80,7 +81,7 @@ def job_from_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[st
         id=uuid.UUID(str(req.id)),
         job_type=getattr(req, "task", None) or task.name,
         queue=meta.get("q") or delivery.get("routing_key") or task.app.conf.task_default_queue,
-        args=record_args(task, args, kwargs),
+        args=_job_args(task, args, kwargs, strict),
         priority=Priority.from_celery(pri) if isinstance(pri, int) and 0 <= pri <= 9
         else task.boundary_priority,
         status=JobStatus.PENDING,
@@ -90,6 +91,16 @@ def job_from_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[st
         metadata=meta.get("m") or {},
         retry_policy=RetryPolicy.from_config(policy) if policy else task.boundary_retry_policy,
     )
+
+
+def _job_args(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any],
+              strict: bool) -> dict[str, Any]:
+    try:
+        return record_args(task, args, kwargs)
+    except Exception:
+        if strict:
+            raise
+        return {"args": list(args), "kwargs": dict(kwargs)}
 
 
 def run_delivery(task: BoundaryTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from celery import current_app, current_task, signals
@@ -23,13 +22,12 @@ from celery.app.control import Control
 from celery.utils.functional import maybe_list
 from kombu.utils.imports import symbol_by_name
 
-from boundary_celery.core.job import Job, JobError
-from boundary_celery.core.status import JobStatus
+from boundary_celery.core.job import JobError
 from boundary_celery.shell.clock import utcnow
 from boundary_celery.shell.context import current_job
+from boundary_celery.shell.execution import job_from_delivery
 from boundary_celery.shell.logfmt import event
 from boundary_celery.shell.persist import persisting
-from boundary_celery.shell.publishing import record_args
 
 log = logging.getLogger("boundary_celery.worker")
 
@@ -111,7 +109,9 @@ def _on_task_revoked(sender: Any = None, request: Any = None, terminated: bool =
                                                     reason=reason),
                           what="record a cancellation")
         if done is None and expired:  # no record: published without install()
-            job = _job_of_request(sender, request, now)
+            # ``request`` is the delivery's Celery context (Request._context).
+            job = job_from_delivery(sender, tuple(request.args or ()),
+                                    dict(request.kwargs or {}), req=request, strict=False)
             persisting(lambda: jobs.store.save_job(job), what="record a cancellation")
             done = persisting(lambda: jobs.store.cancel(str(job_id), now, stopped=True,
                                                         reason=reason),
@@ -123,18 +123,3 @@ def _on_task_revoked(sender: Any = None, request: Any = None, terminated: bool =
         _, job = done
         log.info(event("Job revoked", job_id=job_id, job_type=job.job_type,
                        status=job.status.value, terminated=terminated, expired=expired))
-
-
-def _job_of_request(task: Any, request: Any, now: Any) -> Job:
-    """The pending job a delivery carries, for one that has no record yet."""
-    delivery = getattr(request, "delivery_info", None) or {}
-    args, kwargs = getattr(request, "args", None) or (), getattr(request, "kwargs", None) or {}
-    try:
-        job_args = record_args(task, args, kwargs)
-    except Exception:  # arguments the handler does not take: kept as they came
-        job_args = {"args": list(args), "kwargs": dict(kwargs)}
-    return Job(id=uuid.UUID(str(request.id)),
-               job_type=str(getattr(request, "task", None) or task.name),
-               queue=str(delivery.get("routing_key") or task.app.conf.task_default_queue),
-               args=job_args, status=JobStatus.PENDING, max_retries=0,
-               created_at=now, updated_at=now)
