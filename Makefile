@@ -13,24 +13,30 @@ PY := $(VENV)/bin/python
 ALL_STACKS := lowest 5.5 5.6
 STACKS ?= $(ALL_STACKS)
 stack_constraints = constraints/$(if $(filter lowest,$(1)),lowest,celery-$(1)).txt
-# lowest: the end-to-end subset. Left out, to keep `make test` short: what exercises mostly
-# our own code (the 70 s lease renewal, scheduler timing, cancellation, the envelope
-# checks, the demo, tenancy; Sentinel and TLS, run on both stacks by hand when they
-# landed; the fault soak, run on it by hand: 67 s; the decompression bound, checked on
-# it by hand); the crash, restart, shutdown,
-# outcome, retry and priority tests run.
-STACK_TESTS_lowest ?= tests/unit/test_seam.py tests/compat tests/contract tests/e2e \
-	tests/bench/test_bulk.py \
-	--deselect tests/e2e/test_leases.py::test_a_70_s_job_runs_once_while_a_second_worker_idles \
-	--ignore=tests/e2e/test_timing.py --ignore=tests/e2e/test_cancel.py \
-	--ignore=tests/e2e/test_envelope_fuzz.py --ignore=tests/e2e/test_malformed.py \
-	--ignore=tests/e2e/test_demo.py --ignore=tests/e2e/test_tenancy.py \
-	--ignore=tests/e2e/test_sentinel.py --ignore=tests/e2e/test_tls.py \
-	--ignore=tests/e2e/test_fault_soak.py --ignore=tests/e2e/test_decompression_bomb.py
+# lowest: the delivery path (DELIVERY_TESTS, as on 5.5 and 5.6) plus what differs across
+# Celery versions: the port contracts (memory and Redis, deliveries included), the
+# existing-project compat tests, enqueue_many (kombu < 5.7 publishes one job a trip), the
+# shutdown, outcome (time limits, a lost pool child), priority and DLQ-retry e2e tests:
+# 3m40s on 2 cores (load about 1), 6m36s before. Left out for time, though they passed
+# on this stack at 2abf226: the SIGKILL lease test without a sweep lock left behind and
+# the Redis restart by SIGTERM (the variants kept are the harder cases of the same
+# paths); the duplicate-delivery, cancelled-unknown-type and bad-input failure tests, the
+# delivery-fault tests other than the stalled retry, and the failure-shape test (mostly
+# our own code); the scheduler tests (our Lua and loop). Also left out, a risk taken for
+# time: the task base class, results backend and worker-starts-before-Redis tests use
+# Celery APIs and settings that could behave differently on 5.4; run them here by hand
+# when touching those paths (`make test-stacks STACKS=lowest STACK_TESTS_lowest=...`).
+# Left out as before: the 70 s lease renewal, scheduler timing, cancellation, the
+# envelope checks, the demo, tenancy, Sentinel, TLS, the fault soak (run here by hand:
+# 67 s) and the decompression bound (checked here by hand).
+STACK_TESTS_lowest ?= $(DELIVERY_TESTS) tests/contract tests/compat \
+	tests/bench/test_bulk.py tests/e2e/test_shutdown.py tests/e2e/test_outcomes.py \
+	tests/e2e/test_priority.py \
+	tests/e2e/test_retries.py::test_always_failing_job_ends_in_dlq_and_retry_job_runs_it_again
 # 5.5 and 5.6: the seam and the delivery path (claim, leases and the sweep, acks, a retry,
 # a retry published into a stalled Redis, a worker killed, Redis killed and restarted,
 # the consumer's poison and unknown-type hooks); about 3 minutes each measured on 2 cores
-# under others' load (load average 6-8), less alone.
+# under others' load (load average 6-8); 1m55s (5.5) and 1m58s (5.6) at load about 0.5.
 DELIVERY_TESTS ?= tests/unit/test_seam.py tests/integration/test_claim.py \
 	tests/integration/test_transport_delivery.py \
 	"tests/e2e/test_leases.py::test_sigkilled_workers_job_is_finished_by_the_other_within_60_s[sweep-lock-left]" \
