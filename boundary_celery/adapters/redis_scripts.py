@@ -1,8 +1,9 @@
 """The packaged Lua scripts and how they are called: by SHA, loaded on first use.
 
-Only the Redis store (:mod:`boundary_celery.adapters.redis_store`) builds script calls;
-everyone else receives a :class:`ScriptCall` and runs it, or queues it on a pipeline,
-without ever seeing its KEYS or ARGV.
+Only the Redis adapters build script calls (:mod:`boundary_celery.adapters.redis_store`,
+and :mod:`boundary_celery.adapters.deliveries` the claim); everyone else receives a
+:class:`ScriptCall` and runs it, or queues it on a pipeline, without ever seeing its
+KEYS or ARGV.
 """
 
 from __future__ import annotations

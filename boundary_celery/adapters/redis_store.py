@@ -8,6 +8,7 @@ message, the scheduler's move, heartbeats). Every state change is one Lua script
 The store applies decisions, it does not make them: the job it is given has already
 been settled by :mod:`boundary_celery.core` (status, retry count, error, duration), and
 the scripts receive the core's rules as data (e.g. the statuses a delivery skips).
+The unacked deliveries (claim, leases, hand-back) are :mod:`.deliveries`' (``deliveries``).
 """
 
 from __future__ import annotations
