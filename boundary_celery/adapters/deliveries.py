@@ -44,7 +44,8 @@ Route = Callable[[dict[str, Any], str, str], Sequence[str]]
 #: ``hook(message) -> ScriptCall | None``: a worker's ``begin`` call for a received
 #: message (None: not a job's).
 BeginHook = Callable[[Any], "ScriptCall | None"]
-#: The attribute of a kombu connection that carries the worker's :class:`Holdings`.
+#: The attribute that carries a worker's :class:`Holdings`, on the worker and on its
+#: consumer's kombu connections.
 HOLDINGS_ATTR = "boundary_holdings"
 
 

@@ -24,7 +24,7 @@ from celery import bootsteps, signals
 from celery.worker.state import maybe_shutdown
 from kombu.utils.functional import retry_over_time
 
-from boundary_celery.adapters.deliveries import Holdings
+from boundary_celery.adapters.deliveries import HOLDINGS_ATTR, Holdings
 from boundary_celery.shell.heartbeat import Heartbeat
 from boundary_celery.shell.installed import jobs_of
 from boundary_celery.shell.logfmt import event
@@ -101,7 +101,8 @@ class WorkerRuntime(bootsteps.StartStopStep):
         jobs = jobs_of(worker.app)
         hostname = worker.hostname
         # Before the consumer starts (it is last): its connections carry these.
-        holdings = worker.boundary_holdings = Holdings(begin_hook(jobs, hostname))
+        holdings = Holdings(begin_hook(jobs, hostname))
+        setattr(worker, HOLDINGS_ATTR, holdings)
         self.heartbeat = heartbeat = Heartbeat(jobs, hostname, leases=holdings.held.tags)
         embedded = jobs.settings.scheduler.enabled
         interval = jobs.settings.scheduler.interval_ms
