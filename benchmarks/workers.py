@@ -32,7 +32,10 @@ class Layout:
 
     @property
     def name(self) -> str:
-        return f"{self.processes}x{self.concurrency}"
+        """As parsed: ``"2x2"`` for prefork, ``"2x2:threads"`` for another pool (two
+        layouts of one size stay apart in the runs and the summary)."""
+        size = f"{self.processes}x{self.concurrency}"
+        return size if self.pool == "prefork" else f"{size}:{self.pool}"
 
     @classmethod
     def parse(cls, text: str) -> Layout:
