@@ -121,7 +121,12 @@ class SchedulerLoop:
         self._thread = threading.Thread(target=self.run, name="boundary-scheduler", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to end after its pass or wait (up to half a second); no wait."""
         self.stopped.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to end and wait for it (at most ``timeout`` s)."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)

@@ -121,6 +121,7 @@ class WorkerRuntime(bootsteps.StartStopStep):
         arm_shutdown_timeout(jobs.settings.workers.shutdown_timeout_ms)
         if loop is not None:
             loop.start()
+            worker.boundary_scheduler = loop  # joined at worker_shutdown (see below)
         port = jobs.settings.workers.metrics_port
         if port is not None:
             # Imported only here: prometheus_client is not loaded by workers without it.
@@ -140,15 +141,21 @@ class WorkerRuntime(bootsteps.StartStopStep):
     def stop(self, worker: Any) -> None:
         # The heartbeat keeps renewing the leases of the jobs the pool still runs during a
         # warm shutdown (this step stops before the pool): it stops at worker_shutdown.
+        # The scheduler is only asked to stop here; its thread ends while the pool stops
+        # (billiard's close and join take over a second) and is joined at worker_shutdown.
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         if self.loop is not None:
-            self.loop.stop()
+            self.loop.request_stop()
 
 
 @signals.worker_shutdown.connect(weak=False)
-def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
-    """After the pool finished: stop beating and leave the worker set."""
+def _stop_threads(sender: Any = None, **_: Any) -> None:
+    """After the pool finished: wait for the scheduler's thread, stop beating and leave
+    the worker set."""
+    loop = getattr(sender, "boundary_scheduler", None)
+    if loop is not None:
+        loop.stop()
     heartbeat = getattr(sender, "boundary_heartbeat", None)
     if heartbeat is None:
         return

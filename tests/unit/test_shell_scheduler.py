@@ -90,6 +90,28 @@ def test_started_loop_moves_jobs_until_stopped(sandbox, make_jobs):
     assert loop.moved_total == 1
 
 
+def test_worker_shutdown_ends_the_loop_the_runtime_step_asked_to_stop(sandbox, make_jobs):
+    # The worker step only asks its loop to stop (no wait before the pool stops); the
+    # worker_shutdown signal, sent after the pool stopped, waits for the thread, which
+    # has closed its wake subscription by then.
+    from celery import signals
+
+    _, jobs = make_jobs()
+    loop = SchedulerLoop(jobs)  # shipped interval: the thread sleeps on the wake channel
+
+    class Worker:  # what the signal's handler reads of Celery's WorkController
+        boundary_scheduler = loop
+
+    loop.start()
+    channel = jobs.store.keys.scheduler_wake
+    wait_for(lambda: sandbox.redis.pubsub_numsub(channel)[0][1] == 1, timeout=5,
+             message="the loop subscribed to the wake channel")
+    loop.request_stop()
+    signals.worker_shutdown.send(sender=Worker())
+    assert loop._thread is not None and not loop._thread.is_alive()
+    assert sandbox.redis.pubsub_numsub(channel)[0][1] == 0
+
+
 def test_a_stopped_loop_makes_no_pass(make_jobs):
     _, jobs = make_jobs()
     beats = Beats()
