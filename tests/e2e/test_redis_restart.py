@@ -69,5 +69,7 @@ def test_redis_restart_mid_drain_loses_and_duplicates_nothing(aof_redis, crash: 
         assert [w.proc.pid for w in workers] == pids  # never restarted
     finally:
         for worker in workers:
+            worker.begin_stop()
+        for worker in workers:
             worker.stop()
         jobs.store.close()
