@@ -5,10 +5,10 @@ SHELL := /bin/bash
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The older Celery stacks `make test` also runs a subset on, after the whole suite on the
-# newest (.venv): each stack S has its venv .venv-S, pinned by constraints/lowest.txt
-# (Celery/kombu 5.4, the lowest pyproject allows) or constraints/celery-S.txt (the newest
-# patch of that minor), and runs STACK_TESTS_S.
+# The older Celery stacks `make test` also runs a subset on, side by side, after the whole
+# suite on the newest (.venv): each stack S has its venv .venv-S, pinned by
+# constraints/lowest.txt (Celery/kombu 5.4, the lowest pyproject allows) or
+# constraints/celery-S.txt (the newest patch of that minor), and runs STACK_TESTS_S.
 # `make test STACKS=` runs the newest only; `make test-stacks STACKS=5.6` one stack only.
 ALL_STACKS := lowest 5.5 5.6
 STACKS ?= $(ALL_STACKS)
@@ -39,14 +39,14 @@ STACK_TESTS_lowest ?= $(DELIVERY_TESTS) tests/contract tests/compat \
 # under others' load (load average 6-8); 1m55s (5.5) and 1m58s (5.6) at load about 0.5.
 DELIVERY_TESTS ?= tests/unit/test_seam.py tests/integration/test_claim.py \
 	tests/integration/test_transport_delivery.py \
-	"tests/e2e/test_leases.py::test_sigkilled_workers_job_is_finished_by_the_other_within_60_s[sweep-lock-left]" \
+	tests/e2e/test_leases.py::test_sigkilled_workers_job_is_finished_by_the_other_within_60_s[sweep-lock-left] \
 	tests/e2e/test_leases.py::test_graceful_shutdown_hands_back_reserved_jobs_at_once \
 	tests/e2e/test_failures.py::test_worker_killed_mid_job_job_completes_exactly_once_with_priority \
 	tests/e2e/test_failures.py::test_poison_messages_go_to_the_dlq_and_the_worker_keeps_running \
 	tests/e2e/test_failures.py::test_unknown_job_type_is_rescheduled_then_dead_lettered \
 	tests/e2e/test_retries.py::test_fails_twice_then_succeeds_with_backoff \
 	tests/e2e/test_delivery_faults.py::test_a_retry_published_into_a_stalled_redis_is_published_when_it_answers \
-	"tests/e2e/test_redis_restart.py::test_redis_restart_mid_drain_loses_and_duplicates_nothing[sigkill]"
+	tests/e2e/test_redis_restart.py::test_redis_restart_mid_drain_loses_and_duplicates_nothing[sigkill]
 STACK_TESTS_5.5 ?= $(DELIVERY_TESTS)
 STACK_TESTS_5.6 ?= $(DELIVERY_TESTS)
 PYTHON ?= python3
@@ -120,13 +120,12 @@ run_suite = src=0; \
 		$(PYTEST_ARGS) || src=$$?; \
 	$(call check_rc,the suite) \
 	if [ "$$rc" -ne 0 ]; then exit $$rc; fi;
-# Every stack runs, even after one failed; rc is then the last failure's.
-run_stack = echo "make test: subset on the $(1) stack ($(call stack_constraints,$(1)))"; \
-	src=0; \
-	BOUNDARY_TEST_REDIS_URL="$$REDIS_URL_FOR_TESTS" .venv-$(1)/bin/python -m pytest -q \
-		-p no:cacheprovider $(STACK_TESTS_$(1)) || src=$$?; \
-	$(call check_rc,the $(1) stack)
-run_stacks = $(foreach stack,$(STACKS),$(call run_stack,$(stack)))
+# Every stack runs, even after one failed, side by side (scripts/run_stacks.sh); rc is
+# then the last failure's. Each subset is passed as 'STACK=TESTS' (never globbed).
+run_stacks = src=0; \
+	BOUNDARY_TEST_REDIS_URL="$$REDIS_URL_FOR_TESTS" bash scripts/run_stacks.sh \
+		$(foreach stack,$(STACKS),'$(stack)=$(STACK_TESTS_$(stack))') || src=$$?; \
+	if [ "$$src" -ne 0 ]; then rc=$$src; fi;
 
 test: lint $(STACKS:%=.venv-%/.installed) ## Lint, the suite, then subsets on older Celery stacks
 	@bash scripts/ensure_chromium.sh  # the dashboard test drives Debian's chromium
