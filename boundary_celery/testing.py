@@ -138,6 +138,7 @@ class WorkerProcess:
         self.hostname = f"w{uuid.uuid4().hex[:8]}@localhost"
         self.log_path = Path(tempfile.mkstemp(prefix="boundary-worker-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
+        self._stopping = False  # SIGTERM sent to this process (begin_stop)
 
     @property
     def command(self) -> list[str]:
@@ -153,6 +154,7 @@ class WorkerProcess:
         ]
 
     def start(self) -> WorkerProcess:
+        self._stopping = False
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.command, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
@@ -179,8 +181,9 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def begin_stop(self) -> None:
-        """Start a warm shutdown (SIGTERM) without waiting: workers stopped together."""
-        if self.proc is not None and self.proc.poll() is None:
+        """Start a warm shutdown (SIGTERM, once) without waiting: workers stopped together."""
+        if self.proc is not None and self.proc.poll() is None and not self._stopping:
+            self._stopping = True
             self.proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = 15.0) -> None:
