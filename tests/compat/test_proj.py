@@ -24,15 +24,16 @@ from boundary_celery.testing import Sandbox, WorkerProcess, wait_for
 pytestmark = pytest.mark.e2e
 
 HERE = Path(__file__).resolve().parent
-ENV_KEYS = ("REDIS_URL", "BOUNDARY_STORE__KEY_PREFIX", "PROJ_MARK_PREFIX")
+ENV_KEYS = ("REDIS_URL", "BOUNDARY_STORE__KEY_PREFIX", "PROJ_MARK_PREFIX", "PROJ_QUEUE")
 
 
 @pytest.fixture(scope="module")
 def proj(redis_url: str) -> Iterator[SimpleNamespace]:
     """The project imported as a user's publisher would, on a private key prefix."""
     box = Sandbox(url=redis_url)
+    queue = box.queue("celery")  # the project's default queue, this run's own
     values = {"REDIS_URL": redis_url, "BOUNDARY_STORE__KEY_PREFIX": box.prefix,
-              "PROJ_MARK_PREFIX": box.prefix}
+              "PROJ_MARK_PREFIX": box.prefix, "PROJ_QUEUE": queue}
     saved = {k: os.environ.get(k) for k in ENV_KEYS}
     boundary_env = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("BOUNDARY_")}
     os.environ.update(values)
@@ -45,14 +46,13 @@ def proj(redis_url: str) -> Iterator[SimpleNamespace]:
         env = {k: v for k, v in os.environ.items()}
         env["PYTHONUNBUFFERED"] = "1"
         yield SimpleNamespace(box=box, app=app, jobs=app.boundary, tasks=tasks, env=env,
-                              redis=box.redis)
+                              redis=box.redis, queue=queue)
     finally:
         r = box.redis
         doomed = list(r.scan_iter(f"{box.prefix}:*"))
         doomed += [f"celery-task-meta-{jid}" for jid in _published]
         for start in range(0, len(doomed), 500):
             r.delete(*doomed[start : start + 500])
-        box.queues.append("celery")
         box.cleanup()
         sys.path.remove(str(HERE))
         for name in [m for m in sys.modules if m == "proj" or m.startswith("proj.")]:
@@ -98,7 +98,7 @@ def test_delay_get_and_a_record_for_a_plain_task(proj: SimpleNamespace,
     assert res.get(timeout=30) == 4
     job = wait_for(lambda: _done(proj, res.id), 10, message="add's record completed")
     assert (job.job_type, job.result, job.args) == ("proj.tasks.add", 4, {"x": 2, "y": 2})
-    assert job.queue == "celery" and job.priority.value == "normal"
+    assert job.queue == proj.queue and job.priority.value == "normal"
 
 
 def test_boundary_doctor_audits_the_project(proj: SimpleNamespace, worker: WorkerProcess) -> None:
@@ -157,7 +157,7 @@ def test_celery_retry_options_give_celerys_attempts_and_delays_then_the_dlq(
     assert job.error is not None and job.error.type == "FlakyError"
     assert job.retry_count == 4  # decisions.md: a final failure counts as retry_count + 1
     assert res.id in {str(j.id) for j in proj.jobs.failed_jobs(50)}
-    assert proj.jobs.queue_stats("celery").retried_total >= 3
+    assert proj.jobs.queue_stats(proj.queue).retried_total >= 3
 
 
 def test_self_retry_with_countdown(proj: SimpleNamespace, worker: WorkerProcess) -> None:
@@ -184,6 +184,7 @@ def test_an_unmigrated_producer_is_consumed_and_migrate_lists_frees_its_prioriti
     moves the prioritized ones to their levels, in order."""
     legacy = Celery("legacy-producer", broker=proj.env["REDIS_URL"],
                     backend=proj.env["REDIS_URL"])
+    legacy.conf.task_default_queue = proj.queue
     try:
         plain = track(legacy.send_task("proj.tasks.add", args=(40, 2)))
         assert plain.get(timeout=30) == 42
@@ -191,14 +192,14 @@ def test_an_unmigrated_producer_is_consumed_and_migrate_lists_frees_its_prioriti
         worker.stop()
         stranded = [track(legacy.send_task("proj.tasks.add", args=(i, i), priority=p))
                     for i, p in enumerate((5, 9, 3))]
-        assert proj.jobs.store.legacy_depths(["celery"]) == {"celery": 3}
+        assert proj.jobs.store.legacy_depths([proj.queue]) == {proj.queue: 3}
         run_cli = [sys.executable, "-m", "celery", "-A", "proj", "boundary",
                    "migrate-lists", "--json"]
         out = subprocess.run(run_cli, cwd=HERE, env=proj.env, capture_output=True, text=True,
                              timeout=60)
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["moved"] == 3
-        assert proj.jobs.queue_sizes_by_priority("celery") == {
+        assert proj.jobs.queue_sizes_by_priority(proj.queue) == {
             "critical": 0, "high": 1, "normal": 1, "low": 0, "bulk": 1}
         again = start_worker(proj)
         try:

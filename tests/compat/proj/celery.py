@@ -15,6 +15,9 @@ app = Celery("proj", broker=REDIS_URL, backend=REDIS_URL, include=["proj.tasks"]
 
 # Optional configuration, see the application user guide.
 app.conf.update(result_expires=3600)
+# The tests give each run its own default queue (Celery's "celery" otherwise), as they
+# give it its own key prefix: two runs on one Redis never take each other's messages.
+app.conf.task_default_queue = os.environ.get("PROJ_QUEUE", "celery")
 
 boundary_celery.install(app)
 
