@@ -142,7 +142,11 @@ class WorkerSettings(BaseModel):
     model_config = _Section
 
     count: int = Field(default=5, ge=1)
-    queues: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    #: Queues a worker started without ``-Q`` consumes besides the app's own (its
+    #: ``task_default_queue`` and the queues its job types declare). None by default: a
+    #: Celery project's worker consumes what it did before (decisions.md: the default
+    #: queue is the app's; the guide's ``default`` is set where wanted, as the demo does).
+    queues: list[str] = Field(default_factory=list)
     poll_interval_ms: int = Field(default=1000, gt=0)
     shutdown_timeout_ms: int = Field(default=30000, ge=0)
     prefetch_multiplier: int = Field(default=1, ge=1)

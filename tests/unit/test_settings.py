@@ -48,7 +48,7 @@ def test_defaults_without_any_file() -> None:
         2,
     )
     assert s.workers.count == 5
-    assert s.workers.queues == ["default"]
+    assert s.workers.queues == []  # the app's own queues only (decisions.md)
     assert s.workers.poll_interval_ms == 1000
     assert s.workers.shutdown_timeout_ms == 30000
     assert s.workers.prefetch_multiplier == 1
@@ -380,7 +380,7 @@ def test_several_problems_are_all_reported(tmp_path: Path) -> None:
         ({"redis": {"url": "http://x"}}, "redis.url"),
         ({"redis": {"min_idle": 11}}, "redis"),
         ({"workers": {"count": 0}}, "workers.count"),
-        ({"workers": {"queues": []}}, "workers.queues"),
+        ({"workers": {"queues": [" "]}}, "workers.queues"),
         ({"workers": {"queues": ["a", "a"]}}, "workers.queues"),
         ({"retry": {"backoff_strategy": "fibonacci"}}, "retry.backoff_strategy"),
         ({"retry": {"backoff_strategy": "schedule"}}, "retry"),
@@ -426,3 +426,23 @@ def test_install_maps_workers_section_onto_celery(monkeypatch):
     off = Celery("off")
     boundary_celery.install(off, BoundarySettings(workers={"task_events": False}))
     assert off.conf.worker_send_task_events is False and off.conf.task_send_sent_event is False
+
+
+def test_install_with_the_shipped_settings_adds_no_queue_to_the_app():
+    """A Celery project's app keeps the queues it had: Celery's own integration suite
+    fails any test whose app has a queue besides ``celery`` (found: ['celery', 'default'])."""
+    from celery import Celery
+
+    import boundary_celery
+    from boundary_celery.settings import BoundarySettings
+
+    app = Celery("plain-queues")
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    boundary_celery.install(app, BoundarySettings())
+    app.finalize()
+    assert set(app.amqp.queues) == {"celery"}
+    assert set(app.amqp.queues.consume_from) == {"celery"}
