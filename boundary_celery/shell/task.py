@@ -108,7 +108,13 @@ class BoundaryTask(Task):
         publish Redis cannot take is tried again, never dropped (``retry_publish``)."""
         meta = getattr(self.request, wire.META, None)
         if meta is not None:
-            headers = dict(options.pop("headers", None) or {})
+            # Celery's retry keeps the request's custom headers unless given new ones;
+            # ours joins them (a headers option would replace them), never our transient
+            # receipt headers.
+            headers = options.pop("headers", None)
+            if headers is None:
+                headers = self.request.as_execution_options().get("headers")
+            headers = {k: v for k, v in dict(headers or {}).items() if k not in wire.TRANSIENT}
             headers.setdefault(wire.META, meta)
             options["headers"] = headers
         error = current_retry_error() or (
