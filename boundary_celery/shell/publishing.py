@@ -7,7 +7,8 @@ canvas, ``self.retry()``, beat). Before kombu publishes a task message it:
 - takes the job the publisher already built (``Jobs``, ``BoundaryTask``), or builds and
   validates it from the message (a plain ``@app.task``);
 - sets the message priority to the level's Celery integer (unset: the job type's level,
-  else normal), so every task has the same priority meaning;
+  else normal), so every task has the same priority meaning; an integer the publisher
+  gave is kept as it is (Celery reports it back), its pair's list and level are the same;
 - adds the ``boundary`` header and the record write (a new record, or a retry's);
 - turns a future ``eta`` (``countdown``, ``eta``, a retry's delay) into the due time: the
   transport holds the message in the scheduled set, never as a Celery ETA message.
@@ -191,7 +192,7 @@ def prepare_message(jobs: Jobs, name: str, message: Any, options: dict[str, Any]
     job = headers.pop(wire.JOB, None)
     if job is None:
         job = job_of_message(jobs, name, headers, body, options)
-    options["priority"] = job.priority.celery
+    options["priority"] = job.priority.celery_keeping(options.get("priority"))
     finish_headers(jobs, job, headers)
 
 

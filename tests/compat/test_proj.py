@@ -167,6 +167,26 @@ def test_self_retry_with_countdown(proj: SimpleNamespace, worker: WorkerProcess)
     assert job.retry_count == 2
 
 
+def test_self_retry_keeps_the_custom_headers_of_the_call(proj: SimpleNamespace,
+                                                        worker: WorkerProcess) -> None:
+    # Celery's t/integration test_task_retried_headers: the job header must join the
+    # request's custom headers, not replace them.
+    res = track(proj.tasks.retried_header.apply_async(
+        ("x-proj-header",), headers={"x-proj-header": "kept"}))
+    assert res.get(timeout=60) == "kept"
+
+
+@pytest.mark.parametrize("given", [7, 3])
+def test_the_priority_integer_given_is_the_one_celery_reports(proj: SimpleNamespace,
+                                                              worker: WorkerProcess,
+                                                              given: int) -> None:
+    # Celery's test_task_retried_priority: 7 came back as 6 (the level's own integer).
+    res = track(proj.tasks.retried_priority.apply_async(priority=given))
+    assert res.get(timeout=60) == [given, given]
+    job = wait_for(lambda: _done(proj, res.id), 10, message="the record completed")
+    assert job.priority.celery == given - given % 2  # the level is the pair's
+
+
 def test_a_declared_queue_is_consumed_without_q_and_an_alias_keeps_old_messages_running(
         proj: SimpleNamespace, worker: WorkerProcess) -> None:
     res = track(proj.tasks.notify.delay("a@b.c"))

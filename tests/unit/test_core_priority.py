@@ -93,3 +93,16 @@ def test_from_celery_rejects(bad: int) -> None:
     with pytest.raises(JobValidationError) as exc:
         Priority.from_celery(bad)
     assert exc.value.field == "priority"
+
+
+@pytest.mark.parametrize("given", range(10))
+def test_a_message_keeps_the_celery_integer_given_for_its_level(given: int) -> None:
+    level = Priority.from_celery(given)
+    assert level.celery_keeping(given) == given  # Celery reports back what it was given
+    assert Priority.from_celery(level.celery_keeping(given)) is level
+
+
+@pytest.mark.parametrize("given", [None, "high", 10, -1, True, 3.0])
+def test_anything_but_an_integer_of_the_level_gives_the_levels_own(given: object) -> None:
+    assert Priority.LOW.celery_keeping(given) == Priority.LOW.celery == 6
+    assert Priority.LOW.celery_keeping(2) == 6  # 2 is high's: the level decides

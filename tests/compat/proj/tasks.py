@@ -67,6 +67,23 @@ def patient(self, key, ready_on):
     return attempt
 
 
+@app.task(bind=True)
+def retried_header(self, name):
+    """Retries once; returns the custom header ``name`` its retry was delivered with."""
+    if not self.request.retries:
+        raise self.retry(countdown=0.1, max_retries=1)
+    return (self.request.headers or {}).get(name)
+
+
+@app.task(bind=True)
+def retried_priority(self, seen=()):
+    """Retries once; returns the priorities Celery delivered both attempts with."""
+    seen = [*seen, self.request.delivery_info["priority"]]
+    if not self.request.retries:
+        raise self.retry(kwargs={"seen": seen}, countdown=0.1, max_retries=1)
+    return seen
+
+
 @boundary_job(priority="high")
 def double(x):
     """Converted from ``@app.task``: the task name stays ``proj.tasks.double``."""
