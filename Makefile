@@ -53,7 +53,7 @@ PYTHON ?= python3
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k settings -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help install install-dev lint test test-stacks demo bench soak clean redis stop-redis
+.PHONY: help install install-dev lint test test-stacks demo bench soak conformance clean redis stop-redis
 
 help: ## List the targets
 	@echo "boundary-celery make targets:"
@@ -151,10 +151,16 @@ BENCH_ARGS ?=
 bench: $(VENV)/.installed-bench ## Run the benchmarks (BENCH_ARGS="--only scheduler" for one)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
+# Extra arguments, e.g. `make conformance CONFORMANCE_ARGS="--files test_tasks.py"`.
+CONFORMANCE_ARGS ?=
+
+conformance: $(VENV)/.installed-dev ## Celery's own t/integration suite, plain and installed
+	$(PY) -m conformance $(CONFORMANCE_ARGS)
+
 soak: $(VENV)/.installed-dev ## Reliability soak, not in `make test` (SOAK_ARGS="--jobs 2000")
 	$(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 clean: ## Remove .venv, caches and the private Redis state
 	-@bash scripts/stop_private_redis.sh 2>/dev/null
-	rm -rf $(VENV) $(ALL_STACKS:%=.venv-%) .pytest_cache .mypy_cache .ruff_cache .hypothesis .redis-test *.egg-info build dist
+	rm -rf $(VENV) $(ALL_STACKS:%=.venv-%) .pytest_cache .mypy_cache .ruff_cache .hypothesis .redis-test .conformance *.egg-info build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
