@@ -140,7 +140,10 @@ def test_countdown_waits_in_the_scheduler_not_as_a_celery_eta(
     assert res.id in {e.id for e in proj.jobs.scheduled_jobs(100)}
     assert res.get(timeout=30) == 3
     done = wait_for(lambda: _done(proj, res.id), 10, message="record completed")
-    assert (done.started_at - job.created_at).total_seconds() >= 2.0
+    # Celery turns the countdown into an eta from its clock just before the record is
+    # made (1.997 s before started_at was seen under load): the due time is the eta.
+    assert 1.9 <= (job.execute_at - job.created_at).total_seconds() <= 2.01  # ms records
+    assert done.started_at >= job.execute_at
 
 
 def test_celery_retry_options_give_celerys_attempts_and_delays_then_the_dlq(
