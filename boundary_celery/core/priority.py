@@ -34,8 +34,8 @@ class Priority(StrEnum):
     def celery_keeping(self, given: object) -> int:
         """The message priority of a job at this level: ``given`` when the publisher gave
         a Celery integer of this level's pair (7 for low stays 7, so Celery reports back
-        the priority it was given), else :attr:`celery`. Both are read the same way: the
-        list is the pair's (kombu rounds down to its step) and so is the level."""
+        the priority it was given), else :attr:`celery`. Either integer puts the message
+        in the pair's list (kombu rounds down to its step) and reads back as this level."""
         if (isinstance(given, int) and not isinstance(given, bool) and 0 <= given <= 9
                 and given // 2 == _RANKS[self]):
             return given

@@ -143,7 +143,7 @@ class WorkerSettings(BaseModel):
 
     count: int = Field(default=5, ge=1)
     #: Queues a worker started without ``-Q`` consumes besides the app's own (its
-    #: ``task_default_queue`` and the queues its job types declare). None by default: a
+    #: ``task_default_queue`` and the queues its job types declare). Empty by default: a
     #: Celery project's worker consumes what it did before (decisions.md: the default
     #: queue is the app's; the guide's ``default`` is set where wanted, as the demo does).
     queues: list[str] = Field(default_factory=list)
