@@ -18,6 +18,9 @@ JOB_STORE_BACKEND = "boundary_celery.shell.results:JobStoreBackend"
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: The bound of one variant's run (each test is bounded by pytest-timeout too).
+RUN_TIMEOUT_S = 3600
+
 
 class Variant(StrEnum):
     """What the app under test is: Celery alone, installed with the user's redis://
@@ -41,6 +44,7 @@ def run_variant(variant: Variant, tests_root: Path, files: Sequence[str], out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     junit = out_dir / f"{variant.value}.xml"
     log = out_dir / f"{variant.value}.log"
+    junit.unlink(missing_ok=True)  # never read an earlier run's report
     server = RedisServer()
     server.start()
     try:
@@ -67,7 +71,7 @@ def run_variant(variant: Variant, tests_root: Path, files: Sequence[str], out_di
         cmd += [f"t/integration/{name}" for name in files]
         with log.open("wb") as out:
             subprocess.run(cmd, cwd=tests_root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                           stdin=subprocess.DEVNULL, check=False)
+                           stdin=subprocess.DEVNULL, check=False, timeout=RUN_TIMEOUT_S)
     finally:
         server.stop()
     return read_junit(junit) if junit.exists() else {}
